@@ -1,0 +1,65 @@
+"""The ``ssvar`` command.
+
+* ``ssvar fit|validate|test|predict --config X.yaml``: LightningCLI, model and data given by
+  ``class_path`` (any ``ssvar.methods`` method, any ``ssvar.data`` DataModule).
+* ``ssvar splits make|verify ...``: class-balanced labelled subsets and their checks.
+* ``ssvar check-videos ROOT``: list unreadable or too-short videos (exit status 1 if any).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from ssvar.data.datamodule import SemiSupervisedDataModule
+from ssvar.methods.base import SemiSupervisedModule
+
+
+class SsvarCLI(LightningCLI):
+    """LightningCLI that links the data's class count into the model and can test after fit."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="after `fit`, run `test` (multi-view) on the last checkpoint",
+        )
+
+    def after_fit(self) -> None:
+        if self.config.get(self.subcommand, {}).get("test_after_fit"):
+            ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
+
+
+def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
+    """LightningCLI entry, usable from Python and tests (``args`` as on the command line)."""
+    return SsvarCLI(
+        SemiSupervisedModule,
+        SemiSupervisedDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "splits":
+        from ssvar.data.splits import splits_main
+
+        return splits_main(argv[1:])
+    if argv and argv[0] == "check-videos":
+        from ssvar.data.check import check_videos_main
+
+        return check_videos_main(argv[1:])
+    run_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""The semi-supervised DataModule and the ready-made ones (folder, UCF101, HMDB51, Kinetics-400).
+
+Training batches are ``{"labeled": {...}, "unlabeled": {...}}``. One epoch is one pass over the
+unlabelled pool: ``len(unlabeled) // (world_size * batch_size * mu)`` iterations. The tiny
+labelled set is resampled to fill the epoch by :class:`ResampledDistributedSampler`, a
+``DistributedSampler`` subclass, so Lightning keeps it under DDP instead of replacing it. Methods
+that need no unlabelled views (Supervised) get the same number of iterations per epoch, so every
+method is compared at equal steps.
+
+Validation uses one centre clip and crop; testing ``test_clips`` uniform clips x ``test_crops``
+crops per video, ``[V, C, T, H, W]`` per sample.
+
+The views come from the method (``LightningModule.views()``), so the data module never needs to
+know which method it feeds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ssvar.data import splits as S
+from ssvar.data.dataset import VideoDataset, ViewSpec
+from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
+from ssvar.data.sampling import ShortPolicy
+from ssvar.data.transforms import AugmentConfig
+
+
+# --------------------------------------------------------------------------- samplers
+class ResampledDistributedSampler(DistributedSampler):
+    """Draws ``num_samples`` indices per replica from a (small) dataset, cycling through fresh
+    permutations, so every labelled video is seen equally often. Seeded by ``seed + epoch``;
+    identical on every rank before sharding, so ranks see disjoint samples each step."""
+
+    def __init__(self, dataset, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.num_samples = num_samples
+        self.total_size = num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        n = len(self.dataset)
+        perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
+        order = torch.cat(perms)[: self.total_size]
+        return iter(order[self.rank : self.total_size : self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class EvalDistributedSampler(DistributedSampler):
+    """Strided shards without padding: no video is evaluated twice (a padded
+    ``DistributedSampler`` repeats samples and biases the metrics)."""
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+# --------------------------------------------------------------------------- the base module
+@dataclass
+class Splits:
+    """The four index sets a semi-supervised run needs (val may be the test set)."""
+
+    labeled: VideoIndex
+    unlabeled: VideoIndex
+    val: VideoIndex
+    test: VideoIndex
+
+    @property
+    def classes(self) -> list[str]:
+        return self.labeled.classes
+
+
+DEFAULT_VIEWS = {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+
+
+class SemiSupervisedDataModule(L.LightningDataModule):
+    """Labelled + unlabelled training loaders, single-view validation and multi-view testing.
+
+    Subclasses say where the videos and split lists are by implementing :meth:`build_splits`.
+
+    Args:
+        root: dataset root folder; index paths are relative to it.
+        batch_size: labelled clips per iteration per device.
+        mu: unlabelled clips per labelled clip (unlabelled batch = ``mu * batch_size``).
+        num_workers: DataLoader workers per loader.
+        num_frames: clip length T.
+        stride: frame stride (temporal sampling interval).
+        crop_size: side of the square crop.
+        short_side: frames are decoded straight to this short side (default ``crop_size * 8 / 7``).
+        weak_aug: ``"random_resized_crop"`` or ``"scale_jitter"``.
+        area_range: RandomResizedCrop area range.
+        hflip: horizontal flip probability.
+        randaugment_ops, randaugment_magnitude: strong-view RandAugment (N, M).
+        test_clips, test_crops: test views per video (clips x crops; crops 1 or 3).
+        eval_batch_size: batch size of validation and test (default ``batch_size``).
+        labeled_in_unlabeled: keep labelled videos in the unlabelled pool (LTG) instead of
+            unlabelled = train - labelled (SVFormer, TimeBalance).
+        check_files: at setup, fail on the first listed file that does not exist (with its list
+            file and line).
+        decoder: ``"pyav"`` or ``"torchcodec"``.
+        max_retries: unreadable videos skipped per sample before giving up.
+        short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
+        seed: seed of the labelled resampler and of generated splits.
+        persistent_workers: keep workers between epochs.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 8,
+        mu: int = 1,
+        num_workers: int = 2,
+        num_frames: int = 8,
+        stride: int = 4,
+        crop_size: int = 112,
+        short_side: int | None = None,
+        weak_aug: Literal["random_resized_crop", "scale_jitter"] = "random_resized_crop",
+        area_range: tuple[float, float] = (0.25, 1.0),
+        hflip: float = 0.5,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        test_clips: int = 5,
+        test_crops: int = 3,
+        eval_batch_size: int | None = None,
+        labeled_in_unlabeled: bool = False,
+        check_files: bool = True,
+        decoder: Literal["pyav", "torchcodec"] = "pyav",
+        max_retries: int = 10,
+        short_policy: ShortPolicy = "shrink_stride",
+        seed: int = 0,
+        persistent_workers: bool = True,
+    ):
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if test_crops not in (1, 3):
+            raise ValueError(f"test_crops must be 1 or 3, got {test_crops}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.root = os.path.expanduser(root) if root else root
+        self.batch_size = batch_size
+        self.mu = mu
+        self.num_workers = num_workers
+        self.num_frames = num_frames
+        self.stride = stride
+        self.short_side = short_side
+        self.augment = AugmentConfig(
+            crop_size=crop_size,
+            weak=weak_aug,
+            area_range=tuple(area_range),
+            hflip=hflip,
+            randaugment_ops=randaugment_ops,
+            randaugment_magnitude=randaugment_magnitude,
+        )
+        self.test_clips = test_clips
+        self.test_crops = test_crops
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.labeled_in_unlabeled = labeled_in_unlabeled
+        self.check_files = check_files
+        self.decoder = decoder
+        self.max_retries = max_retries
+        self.short_policy = short_policy
+        self.seed = seed
+        self.persistent_workers = persistent_workers
+        self._splits: Splits | None = None
+
+    # -- what subclasses provide ----------------------------------------------------------
+    def build_splits(self) -> Splits:
+        """Return labelled / unlabelled / val / test indexes (paths relative to ``root``)."""
+        raise NotImplementedError
+
+    def class_names(self) -> list[str]:
+        """Class names without building the whole split (override when it is cheaper)."""
+        return self.splits.classes
+
+    # -- cached splits --------------------------------------------------------------------
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            sp = self.build_splits()
+            if not self.labeled_in_unlabeled:
+                sp.unlabeled = sp.unlabeled.without(sp.labeled)
+            if len(sp.labeled) == 0:
+                raise SplitError("the labelled set is empty")
+            self._splits = sp
+        return self._splits
+
+    @property
+    def classes(self) -> list[str]:
+        return self.class_names()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def setup(self, stage: str) -> None:
+        sp = self.splits
+        if self.check_files:
+            sets = {"fit": (sp.labeled, sp.unlabeled, sp.val), "validate": (sp.val,), "test": (sp.test,), "predict": (sp.test,)}
+            for ix in sets.get(stage, ()):
+                ix.with_root_check(self.root)
+
+    # -- datasets -------------------------------------------------------------------------
+    def _method_views(self) -> dict[str, dict[str, ViewSpec]]:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
+
+    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True) -> VideoDataset:
+        return VideoDataset(
+            self.root,
+            index,
+            views,
+            num_frames=self.num_frames,
+            stride=self.stride,
+            augment=self.augment,
+            short_side=self.short_side,
+            train=train,
+            labeled=labeled,
+            decoder=self.decoder,
+            max_retries=self.max_retries,
+            short_policy=self.short_policy,
+        )
+
+    def _world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def steps_per_epoch(self) -> int:
+        world, _ = self._world()
+        return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
+
+    def _loader(self, ds, batch_size: int, sampler, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self):
+        views = self._method_views()
+        world, rank = self._world()
+        sp = self.splits
+        steps = self.steps_per_epoch()
+        lab = self.dataset(sp.labeled, views["labeled"], train=True)
+        loaders = {
+            "labeled": self._loader(
+                lab, self.batch_size, ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed), True
+            )
+        }
+        if views.get("unlabeled"):
+            unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
+            bu = self.batch_size * self.mu
+            if len(unl) < world * bu:
+                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {bu})")
+            sampler = DistributedSampler(unl, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
+            loaders["unlabeled"] = self._loader(unl, bu, sampler, True)
+        return CombinedLoader(loaders, mode="min_size")
+
+    def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
+        world, rank = self._world()
+        ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False)
+        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False)
+
+    def val_dataloader(self):
+        return self._eval_loader(self.splits.val, 1, 1)
+
+    def test_dataloader(self):
+        return self._eval_loader(self.splits.test, self.test_clips, self.test_crops)
+
+    def predict_dataloader(self):
+        return self._eval_loader(self.splits.test, self.test_clips, self.test_crops)
+
+
+# --------------------------------------------------------------------------- helpers
+def _labeled_from(
+    train: VideoIndex,
+    labeled_list: str | None,
+    labeled_per_class: int | None,
+    labeled_percent: float | None,
+    seed: int,
+    test: VideoIndex | None = None,
+) -> VideoIndex:
+    """The labelled subset of ``train``: from a list file (matched to the train index by path,
+    extension ignored) or drawn class-balanced."""
+    given = sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent))
+    if given != 1:
+        raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
+    if labeled_list is None:
+        return S.make_labeled_split(train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test)
+    listed = S.read_list(labeled_list, classes=train.classes)
+    by_key = {path_key(r.path): r for r in train.records}
+    records: list[VideoRecord] = []
+    for r in listed.records:
+        match = by_key.get(path_key(r.path))
+        if match is None:
+            raise SplitError(f"{r.origin}: {r.path} is not in the training list")
+        if r.label != match.label:
+            raise SplitError(f"{r.origin}: label {r.label} of {r.path} disagrees with the training list ({match.label})")
+        records.append(VideoRecord(match.path, match.label, match.group, r.origin))
+    return VideoIndex(records, list(train.classes))
+
+
+class FolderDataModule(SemiSupervisedDataModule):
+    """Videos in a folder-per-class tree ``root/<class>/<video>``.
+
+    The test set is a list file (``test_list``) or a ``test_fraction`` held out group-disjointly
+    (``groups_csv`` maps paths to source groups, so clips of one source never straddle train and
+    test). The labelled set is a list file or ``labeled_per_class`` / ``labeled_percent`` drawn
+    with ``seed`` from the remaining videos; every non-test video is in the unlabelled pool.
+
+    Args:
+        root: the tree's root.
+        labeled_list, labeled_per_class, labeled_percent: exactly one says the labelled set.
+        test_list: list file of test videos (``path label`` lines, paths relative to ``root``).
+        test_fraction: otherwise, the held-out fraction.
+        groups_csv: CSV with ``path`` and ``group``/``source_group`` columns.
+        split_seed: seed of the held-out test split (the labelled draw uses ``seed``).
+        **kwargs: :class:`SemiSupervisedDataModule` arguments.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        labeled_list: str | None = None,
+        labeled_per_class: int | None = None,
+        labeled_percent: float | None = None,
+        test_list: str | None = None,
+        test_fraction: float = 0.3,
+        groups_csv: str | None = None,
+        split_seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(root=root, **kwargs)
+        if sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent)) != 1:
+            raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
+        self.labeled_list = labeled_list
+        self.labeled_per_class = labeled_per_class
+        self.labeled_percent = labeled_percent
+        self.test_list = test_list
+        self.test_fraction = test_fraction
+        self.groups_csv = groups_csv
+        self.split_seed = split_seed
+        self._tree: VideoIndex | None = None
+
+    def _index(self) -> VideoIndex:
+        if self._tree is None:
+            self._tree = S.read_folder_tree(self.root, groups_csv=self.groups_csv)
+            if len(self._tree) == 0:
+                raise SplitError(f"no videos found under {self.root}")
+        return self._tree
+
+    def class_names(self) -> list[str]:
+        return self._index().classes
+
+    def build_splits(self) -> Splits:
+        tree = self._index()
+        if self.test_list:
+            test = S.read_list(self.test_list, classes=tree.classes)
+            train = tree.without(test)
+        else:
+            train, test = S.make_group_split(tree, self.test_fraction, seed=self.split_seed)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test)
+        return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
+
+
+class UCF101DataModule(SemiSupervisedDataModule):
+    """UCF101 with an official split (1-3) and a labelled list or rate.
+
+    Args:
+        root: folder holding ``<Class>/v_<Class>_gXX_cYY.avi``.
+        splits_dir: folder with ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``.
+        split: official split id (1, 2, 3).
+        labeled_list: a published labelled list (any format ``ssvar.data.splits.read_list`` reads).
+        labeled_percent, labeled_per_class: otherwise, draw the labelled set with ``seed``.
+        **kwargs: :class:`SemiSupervisedDataModule` arguments. Validation uses the test list.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        splits_dir: str,
+        split: int = 1,
+        labeled_list: str | None = None,
+        labeled_percent: float | None = None,
+        labeled_per_class: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(root=root, **kwargs)
+        if split not in (1, 2, 3):
+            raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
+        self.splits_dir, self.split = splits_dir, split
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+
+    def class_names(self) -> list[str]:
+        return S.read_ucf101_classind(os.path.join(self.splits_dir, "classInd.txt"))
+
+    def build_splits(self) -> Splits:
+        ci = os.path.join(self.splits_dir, "classInd.txt")
+        train = S.read_ucf101_list(os.path.join(self.splits_dir, f"trainlist0{self.split}.txt"), ci)
+        test = S.read_ucf101_list(os.path.join(self.splits_dir, f"testlist0{self.split}.txt"), ci)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
+
+
+class HMDB51DataModule(SemiSupervisedDataModule):
+    """HMDB51 with an official split from the per-class ``*_test_splitN.txt`` files.
+
+    The training pool follows the VideoSSL protocol used by the published semi-supervised lists:
+    official train + the "unused" videos (``include_unused=True``).
+
+    Args:
+        root: folder holding ``<class>/<video>.avi``.
+        splits_dir: folder of ``<class>_test_split<N>.txt`` files.
+        split: official split id (1, 2, 3).
+        include_unused: add the split's unused videos (flag 0) to the training pool.
+        labeled_list, labeled_percent, labeled_per_class: the labelled set.
+        **kwargs: :class:`SemiSupervisedDataModule` arguments.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        splits_dir: str,
+        split: int = 1,
+        include_unused: bool = True,
+        labeled_list: str | None = None,
+        labeled_percent: float | None = None,
+        labeled_per_class: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(root=root, **kwargs)
+        if split not in (1, 2, 3):
+            raise ValueError(f"HMDB51 split must be 1, 2 or 3, got {split}")
+        self.splits_dir, self.split, self.include_unused = splits_dir, split, include_unused
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+
+    def build_splits(self) -> Splits:
+        train, test, unused = S.read_hmdb51_split(self.splits_dir, self.split)
+        if self.include_unused:
+            train = VideoIndex(train.records + unused.records, list(train.classes))
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
+
+
+class Kinetics400DataModule(SemiSupervisedDataModule):
+    """Kinetics-400 from list files (``path label`` lists or the official CSV annotations).
+
+    Args:
+        root: folder holding ``<class>/<video>.mp4``.
+        train_list: training list (``.txt`` list or official ``.csv``).
+        val_list: validation list, used for validation and testing.
+        classes_file: optional class-name file (one per line, label order); default: inferred.
+        labeled_list, labeled_percent, labeled_per_class: the labelled set.
+        **kwargs: :class:`SemiSupervisedDataModule` arguments.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_list: str,
+        val_list: str,
+        classes_file: str | None = None,
+        labeled_list: str | None = None,
+        labeled_percent: float | None = None,
+        labeled_per_class: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(root=root, **kwargs)
+        self.train_list, self.val_list, self.classes_file = train_list, val_list, classes_file
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+
+    def _read(self, path: str, classes):
+        if path.endswith(".csv") and _has_csv_header(path):
+            return S.read_kinetics_csv(path, classes)
+        return S.read_list(path, classes=classes, label_base=0)
+
+    def build_splits(self) -> Splits:
+        classes = S.read_class_names(self.classes_file) if self.classes_file else None
+        train = self._read(self.train_list, classes)
+        val = self._read(self.val_list, train.classes)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
+
+
+def _has_csv_header(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().lower().startswith("label,")

@@ -1,0 +1,257 @@
+"""Map-style video dataset of named views.
+
+A sample is a dict: one uint8 tensor per view (``[C, T, H, W]``, or ``[V, C, T, H, W]`` for
+multi-clip/multi-crop/multi-scale views), ``label`` (-1 for unlabelled samples), ``index``,
+``hidden_label`` for unlabelled samples (the true label where known: monitoring only, never a
+loss), and ``decode_failures`` (how many broken videos were skipped to produce this sample).
+
+Each video is opened once per sample; the frames of every view are decoded in one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ssvar.data.decode import Decoder, VideoDecodeError, VideoInfo, decoder_from_name
+from ssvar.data.index import VideoIndex
+from ssvar.data.sampling import ShortPolicy, clip_indices, random_centre, uniform_centres
+from ssvar.data.transforms import AugmentConfig, as_video, strong_transform, test_crops, weak_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view a method needs from each sample.
+
+    Args:
+        aug: ``"weak"`` (random crop + flip), ``"strong"`` (weak + RandAugment) or ``"test"``
+            (short-side resize + centre/three crops).
+        num_frames: frames per clip; ``None`` takes the data module's ``num_frames``.
+        stride: frame stride; ``None`` takes the data module's ``stride`` times ``stride_factor``.
+        stride_factor: multiplies the default stride (two frame rates from one decode: views with
+            factors 1 and 2 around the same centre).
+        scales: long clips at several temporal scales: stride multipliers, stacked as
+            ``[S, C, T, H, W]``.
+        same_as: share the crop (and the frames, when the timing matches) with another view; a
+            ``strong`` view with ``same_as="weak"`` is RandAugment applied on the weak view's crop.
+        clips: number of uniformly spaced clips (evaluation views).
+        crops: 1 or 3 spatial crops (evaluation views).
+    """
+
+    aug: Literal["weak", "strong", "test"] = "weak"
+    num_frames: int | None = None
+    stride: int | None = None
+    stride_factor: int = 1
+    scales: tuple[int, ...] | None = None
+    same_as: str | None = None
+    clips: int = 1
+    crops: int = 1
+
+    def __post_init__(self):
+        if self.aug not in ("weak", "strong", "test"):
+            raise ValueError(f"ViewSpec.aug must be 'weak', 'strong' or 'test', got {self.aug!r}")
+        if self.clips < 1 or self.crops not in (1, 3):
+            raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
+
+
+def _strides(view: ViewSpec, stride: int) -> list[int]:
+    base = view.stride if view.stride is not None else stride * view.stride_factor
+    return [base * s for s in view.scales] if view.scales else [base]
+
+
+class VideoDataset(Dataset):
+    """Decode, sample and augment named views of the videos in ``index``.
+
+    Args:
+        root: dataset root; record paths are relative to it.
+        index: the videos and their labels.
+        views: view name -> :class:`ViewSpec`.
+        num_frames, stride: default clip length and stride of every view.
+        augment: crop size and augmentation knobs.
+        short_side: frames are converted straight to this short side while decoding
+            (default ``crop_size * 8 / 7``, e.g. 128 for 112).
+        train: random clip centres (train) or uniformly spaced ones (evaluation).
+        labeled: ``False`` hides the label: ``label`` is -1 and the truth goes to ``hidden_label``.
+        decoder: ``"pyav"`` or ``"torchcodec"``.
+        max_retries: broken videos skipped (replaced by random others) before giving up.
+        short_policy: what a clip does in a video shorter than its span (see :mod:`sampling`).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        index: VideoIndex,
+        views: Mapping[str, ViewSpec],
+        *,
+        num_frames: int = 8,
+        stride: int = 4,
+        augment: AugmentConfig = AugmentConfig(),
+        short_side: int | None = None,
+        train: bool = True,
+        labeled: bool = True,
+        decoder: str = "pyav",
+        max_retries: int = 10,
+        short_policy: ShortPolicy = "shrink_stride",
+    ):
+        if not views:
+            raise ValueError("a dataset needs at least one view")
+        for name, v in views.items():
+            if v.same_as is not None and v.same_as not in views:
+                raise ValueError(f"view {name!r} has same_as={v.same_as!r}, which is not a view ({list(views)})")
+        if len(index) == 0:
+            raise ValueError(f"empty video index for dataset at {root}")
+        self.root = root
+        self.index = index
+        self.views = dict(views)
+        self.num_frames = num_frames
+        self.stride = stride
+        self.augment = augment
+        self.short_side = short_side or round(augment.crop_size * 8 / 7)
+        self.train = train
+        self.labeled = labeled
+        self.decoder_name = decoder
+        self._decoder: Decoder | None = None
+        self.max_retries = max_retries
+        self.short_policy = short_policy
+        self._weak = weak_transform(augment)
+        self._strong = strong_transform(augment)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def decoder(self) -> Decoder:
+        if self._decoder is None:  # built lazily, inside each worker
+            self._decoder = decoder_from_name(self.decoder_name)
+        return self._decoder
+
+    def path(self, i: int) -> str:
+        p = self.index.records[i].path
+        return p if os.path.isabs(p) else os.path.join(self.root, p)
+
+    # -- frame plan ----------------------------------------------------------------------
+    def _plan(self, info: VideoInfo) -> dict[str, list[np.ndarray]]:
+        """Frame indices per view: a list of clips (clips x scales), each an index array."""
+        n = info.num_frames
+        lengths = {k: v.num_frames or self.num_frames for k, v in self.views.items()}
+        spans = [(lengths[k] - 1) * s + 1 for k, v in self.views.items() for s in _strides(v, self.stride)]
+        plan: dict[str, list[np.ndarray]] = {}
+        if self.train:
+            centre = random_centre(n, max(spans), _TorchRNG())
+        for k, v in self.views.items():
+            strides = _strides(v, self.stride)
+            span = max((lengths[k] - 1) * s + 1 for s in strides)
+            centres = [centre] if self.train and v.clips == 1 else uniform_centres(n, span, v.clips)
+            plan[k] = [clip_indices(n, lengths[k], s, c, self.short_policy) for c in centres for s in strides]
+        return plan
+
+    # -- sample --------------------------------------------------------------------------
+    def __getitem__(self, i: int) -> dict:
+        failures = 0
+        tried: list[str] = []
+        while True:
+            try:
+                sample = self._load(i)
+                break
+            except VideoDecodeError as e:
+                failures += 1
+                tried.append(e.path)
+                log.warning("skipping unreadable video (%s); %d skipped for this sample", e, failures)
+                if failures > self.max_retries:
+                    raise RuntimeError(
+                        f"{failures} unreadable videos in a row, giving up: {tried}. "
+                        "Run `ssvar check-videos ROOT` to list broken files."
+                    ) from e
+                i = int(torch.randint(len(self), (1,)).item())
+        sample["decode_failures"] = failures
+        return sample
+
+    def _load(self, i: int) -> dict:
+        rec = self.index.records[i]
+        plans: dict[str, list[np.ndarray]] = {}
+
+        def plan(info: VideoInfo):
+            plans.update(self._plan(info))
+            return np.concatenate([c for clips in plans.values() for c in clips])
+
+        frames, kept, _ = self.decoder.decode(self.path(i), plan, short_side=self.short_side)
+        pos = {f: j for j, f in enumerate(kept)}
+        clips = {k: [frames[[pos[int(f)] for f in c]] for c in v] for k, v in plans.items()}
+        out = self._augment(clips)
+        out["index"] = i
+        if self.labeled:
+            out["label"] = rec.label
+        else:
+            out["label"] = -1
+            out["hidden_label"] = rec.label
+        return out
+
+    def _augment(self, clips: dict[str, list[torch.Tensor]]) -> dict:
+        out: dict[str, torch.Tensor] = {}
+        crop = self.augment.crop_size
+        # Evaluation views: deterministic crops, no sharing needed.
+        for k, v in self.views.items():
+            if v.aug == "test":
+                views = [c for clip in clips[k] for c in test_crops(as_video(clip), crop, v.crops)]
+                out[k] = _stack(views)
+        # Train views: one geometric draw per crop group (a view and the views that are same_as it).
+        groups: dict[str, list[str]] = {}
+        for k, v in self.views.items():
+            if v.aug != "test":
+                groups.setdefault(self._root_of(k), []).append(k)
+        for members in groups.values():
+            parts = [as_video(c) for k in members for c in clips[k]]
+            sizes = [p.shape[0] for p in parts]
+            cropped = torch.split(self._weak(torch.cat(parts)), sizes)
+            j = 0
+            for k in members:
+                n = len(clips[k])
+                views = list(cropped[j : j + n])
+                j += n
+                if self.views[k].aug == "strong":
+                    views = [self._strong(x) for x in views]
+                out[k] = _stack(views)
+        return out
+
+    def _root_of(self, k: str) -> str:
+        seen = {k}
+        while self.views[k].same_as is not None:
+            k = self.views[k].same_as
+            if k in seen:
+                raise ValueError(f"views form a same_as cycle through {k!r}")
+            seen.add(k)
+        return k
+
+
+def _stack(views: list[torch.Tensor]) -> torch.Tensor:
+    """``[T, C, H, W]`` clips -> ``[C, T, H, W]`` (one) or ``[V, C, T, H, W]`` (several)."""
+    t = [torch.Tensor(v).permute(1, 0, 2, 3).contiguous() for v in views]
+    return t[0] if len(t) == 1 else torch.stack(t)
+
+
+class _TorchRNG:
+    """numpy-Generator-like ``uniform`` drawn from torch's RNG, so ``seed_everything(workers=True)``
+    makes clip positions reproducible like every other augmentation."""
+
+    @staticmethod
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand(()))
+
+
+def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
+    """A shallow copy of ``ds`` that returns samples as unlabelled."""
+    new = object.__new__(VideoDataset)
+    new.__dict__.update(ds.__dict__)
+    new.labeled = False
+    return new
+
+
+__all__ = ["ViewSpec", "VideoDataset", "with_labels_hidden"]

@@ -1,0 +1,213 @@
+"""Video decoding with PyAV: one open, one seek, only the frames a sample needs.
+
+Frame indices live on a constant-rate grid: index ``i`` is the frame shown at time
+``start + i / fps`` where ``fps`` is the stream's average rate. For constant-frame-rate files
+that is simply the i-th frame; for variable-frame-rate files it is the frame on screen at that
+time, so clip strides keep a constant duration.
+
+Only frames that are kept are converted to RGB, straight to the working size with FFmpeg's
+swscale (``frame.reformat``): decode dominates, so a frame is never decoded twice and a dropped
+frame is never converted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded (missing, empty, truncated or not a video)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot decode {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the sampler needs to know before choosing frames."""
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+FramePlan = Callable[[VideoInfo], Sequence[int]]
+
+
+class Decoder(Protocol):
+    """The small interface every decoding backend implements."""
+
+    def probe(self, path: str) -> VideoInfo: ...
+
+    def decode(self, path: str, plan: FramePlan, short_side: int | None = None) -> tuple[torch.Tensor, list[int], VideoInfo]:
+        """Open ``path``, ask ``plan(info)`` which frame indices are needed, decode them.
+
+        Returns ``(frames, indices, info)``: ``frames`` is uint8 ``[N, H, W, 3]`` for the sorted
+        unique ``indices``, resized so the short side is ``short_side`` (``None``: native size).
+        """
+        ...
+
+
+def resized_shape(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) with the short side scaled to ``short_side``; even numbers are not
+    required by rgb24, so odd sizes pass through unchanged."""
+    if short_side is None or min(width, height) == short_side:
+        return width, height
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class PyAVDecoder:
+    """Decode with PyAV directly (the default backend; PyAV wheels bundle FFmpeg).
+
+    Args:
+        threads: FFmpeg decoding threads per video; 1 is best with several DataLoader workers.
+        seek_margin: when the first needed frame is this close to the start, decode from the
+            start instead of seeking (a seek costs more than decoding a few frames).
+    """
+
+    def __init__(self, threads: int = 1, seek_margin: int = 8):
+        self.threads = threads
+        self.seek_margin = seek_margin
+
+    # -- metadata -------------------------------------------------------------------------
+    @staticmethod
+    def _stream_info(container, path: str) -> tuple[VideoInfo, object]:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not fps or not math.isfinite(fps) or fps <= 0:
+            fps = 25.0  # no usable rate: assume a common one rather than fail
+        num = int(stream.frames or 0)
+        if num <= 0:
+            # No frame count in the header (e.g. some AVI/WebM): estimate from the duration.
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = 0.0
+            num = int(round(seconds * fps))
+        if num <= 0:
+            raise VideoDecodeError(path, "the stream has no frames")
+        cc = stream.codec_context
+        return VideoInfo(num_frames=num, fps=fps, width=int(cc.width), height=int(cc.height)), stream
+
+    def _open(self, path: str):
+        import av
+
+        if not os.path.isfile(path):
+            raise VideoDecodeError(path, "file not found")
+        if os.path.getsize(path) == 0:
+            raise VideoDecodeError(path, "empty file (0 bytes)")
+        try:
+            return av.open(path, metadata_errors="ignore")
+        except Exception as e:  # av.error.FFmpegError and friends: not a readable container
+            raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from None
+
+    def probe(self, path: str) -> VideoInfo:
+        container = self._open(path)
+        try:
+            return self._stream_info(container, path)[0]
+        finally:
+            container.close()
+
+    # -- decoding -------------------------------------------------------------------------
+    def decode(self, path: str, plan: FramePlan, short_side: int | None = None):
+        container = self._open(path)
+        try:
+            info, stream = self._stream_info(container, path)
+            wanted = sorted({int(i) for i in plan(info)})
+            if not wanted:
+                raise ValueError("the frame plan selected no frames")
+            if wanted[0] < 0:
+                raise ValueError(f"negative frame index {wanted[0]} in the frame plan")
+            frames = self._decode_indices(container, stream, info, wanted, short_side, path)
+            return torch.from_numpy(np.stack(frames)), wanted, info
+        except VideoDecodeError:
+            raise
+        except ValueError:
+            raise
+        except Exception as e:  # corrupt packets, truncated files
+            raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from None
+        finally:
+            container.close()
+
+    def _decode_indices(self, container, stream, info: VideoInfo, wanted: list[int], short_side, path):
+        stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
+        stream.thread_count = self.threads
+        out_w, out_h = resized_shape(info.width, info.height, short_side)
+        tb = stream.time_base or Fraction(1, 1)
+        start_pts = stream.start_time if stream.start_time is not None else 0
+        start_time = float(start_pts * tb)
+        half = 0.5 / info.fps
+        targets = [start_time + i / info.fps for i in wanted]
+
+        seeked = False
+        if wanted[0] > self.seek_margin:
+            # Seek to the keyframe at or before the first needed frame.
+            container.seek(int((targets[0] - half) / tb) if tb else 0, stream=stream, backward=True, any_frame=False)
+            seeked = True
+
+        result: list[np.ndarray] = []
+        cache: list = [None, None]  # (frame, rgb): targets sharing a frame are consecutive
+
+        def rgb(f) -> np.ndarray:
+            if cache[0] is not f:
+                cache[0], cache[1] = f, _to_rgb(f, out_w, out_h)
+            return cache[1]
+
+        k, last, first = 0, None, True
+        for frame in container.decode(stream):
+            t = frame.time
+            if t is None:
+                continue
+            if first and seeked and t > targets[0] + half:
+                # The seek overshot (bad index): decode from the beginning instead.
+                container.seek(0, stream=stream, backward=True, any_frame=False)
+                seeked, first = False, False
+                continue
+            first = False
+            # A target takes the first frame inside its +-half window; when a frame lands past
+            # the window (variable frame rate), the frame on screen at that time is the previous one.
+            while k < len(wanted) and t >= targets[k] - half:
+                result.append(rgb(frame) if (t <= targets[k] + half or last is None) else rgb(last))
+                k += 1
+            last = frame
+            if k == len(wanted):
+                break
+        if last is None:
+            raise VideoDecodeError(path, "no frame could be decoded")
+        # Past the end (the header over-counted frames, or a truncated file): repeat the last frame.
+        while len(result) < len(wanted):
+            result.append(rgb(last))
+        return result
+
+
+def _to_rgb(frame, width: int, height: int) -> np.ndarray:
+    if frame.width == width and frame.height == height:
+        return frame.to_ndarray(format="rgb24")
+    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+
+def decoder_from_name(name: str, threads: int = 1) -> Decoder:
+    """``"pyav"`` (default) or ``"torchcodec"`` (needs system FFmpeg and the optional extra)."""
+    if name == "pyav":
+        return PyAVDecoder(threads=threads)
+    if name == "torchcodec":
+        from ssvar.data.decode_torchcodec import TorchCodecDecoder
+
+        return TorchCodecDecoder()
+    raise ValueError(f"unknown decoder {name!r}; choose 'pyav' or 'torchcodec'")

@@ -1,0 +1,89 @@
+"""Clip transforms on uint8 video tensors ``[T, C, H, W]`` with torchvision.transforms.v2.
+
+v2 draws a transform's random parameters once per call, so every frame of a clip gets the same
+crop, flip and RandAugment ops. Views that must share frames and crop (FixMatch's weak and strong
+views, two frame rates of one clip) are concatenated along time, cropped in one call, and split.
+
+Normalisation to float happens on the device (:func:`normalize_video`), not in workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation knobs shared by every view of a dataset.
+
+    Args:
+        crop_size: output side of the square crop.
+        weak: ``"random_resized_crop"`` or ``"scale_jitter"`` (random short side in
+            ``jitter_range``, then a random crop).
+        area_range: RandomResizedCrop area range.
+        jitter_range: short-side range for scale jitter.
+        hflip: horizontal flip probability (0 for datasets whose classes depend on direction).
+        randaugment_ops, randaugment_magnitude: strong view's RandAugment (N, M).
+        test_crops: 1 (centre) or 3 (both ends and centre of the long side).
+    """
+
+    crop_size: int = 112
+    weak: Literal["random_resized_crop", "scale_jitter"] = "random_resized_crop"
+    area_range: tuple[float, float] = (0.25, 1.0)
+    jitter_range: tuple[int, int] = (128, 160)
+    hflip: float = 0.5
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    test_crops: int = 1
+
+
+def weak_transform(cfg: AugmentConfig) -> v2.Transform:
+    if cfg.weak == "random_resized_crop":
+        crop = v2.RandomResizedCrop(cfg.crop_size, scale=cfg.area_range, antialias=True)
+    elif cfg.weak == "scale_jitter":
+        lo, hi = cfg.jitter_range
+        crop = v2.Compose([v2.RandomShortestSize(list(range(lo, hi + 1)), antialias=True), v2.RandomCrop(cfg.crop_size)])
+    else:
+        raise ValueError(f"weak augmentation must be 'random_resized_crop' or 'scale_jitter', got {cfg.weak!r}")
+    return v2.Compose([crop, v2.RandomHorizontalFlip(cfg.hflip)])
+
+
+def strong_transform(cfg: AugmentConfig) -> v2.Transform:
+    """Applied on top of the weak view's crop: photometric/geometric RandAugment ops."""
+    return v2.RandAugment(num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude)
+
+
+def test_crops(video: torch.Tensor, crop_size: int, num_crops: int) -> list[torch.Tensor]:
+    """Short-side resize to ``crop_size`` then 1 centre crop or 3 crops along the long side."""
+    video = F.resize(video, crop_size, antialias=True)
+    h, w = video.shape[-2:]
+    if num_crops == 1:
+        return [F.center_crop(video, [crop_size, crop_size])]
+    if num_crops != 3:
+        raise ValueError(f"test_crops must be 1 or 3, got {num_crops}")
+    if w >= h:
+        offsets = [(0, x) for x in (0, (w - crop_size) // 2, w - crop_size)]
+    else:
+        offsets = [(y, 0) for y in (0, (h - crop_size) // 2, h - crop_size)]
+    return [video[..., y : y + crop_size, x : x + crop_size] for y, x in offsets]
+
+
+def as_video(frames: torch.Tensor) -> tv_tensors.Video:
+    """``[T, H, W, C]`` uint8 (decoder output) -> ``[T, C, H, W]`` video tensor."""
+    return tv_tensors.Video(frames.permute(0, 3, 1, 2))
+
+
+def normalize_video(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 ``[..., C, T, H, W]`` -> float, normalised per channel (run on the device)."""
+    mean_t = torch.as_tensor(mean, device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    std_t = torch.as_tensor(std, device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    return (x.float().div_(255.0) - mean_t) / std_t

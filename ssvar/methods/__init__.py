@@ -1,0 +1,6 @@
+"""One LightningModule per method, all on :class:`SemiSupervisedModule`."""
+
+from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.supervised import Supervised
+
+__all__ = ["SemiSupervisedModule", "Supervised"]

@@ -1,0 +1,248 @@
+"""`SemiSupervisedModule`: the one shallow base every method builds on.
+
+It owns what all methods share: the views the data module must build, normalisation on the
+device, the supervised loss, single-view validation, multi-view testing with honest metric names,
+metrics (top-1, top-5, mean class accuracy, confusion matrix), counting skipped videos, class
+names in checkpoints, and an SGD/AdamW optimiser with a warm-up + cosine schedule in iterations.
+
+A method overrides :meth:`views` (what it needs from each sample) and
+:meth:`unsupervised_loss` (its extra loss terms); everything else is inherited.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from ssvar.data.dataset import ViewSpec
+from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
+
+
+class SemiSupervisedModule(L.LightningModule):
+    """Base LightningModule of every ssvar method.
+
+    Args:
+        backbone: a video backbone (``ssvar.models``) with a ``feature_dim`` attribute.
+        num_classes: number of classes; the CLI links it from the data module.
+        lr: peak learning rate.
+        optimizer: ``"sgd"`` or ``"adamw"``.
+        momentum, nesterov: SGD settings.
+        weight_decay: L2 / decoupled weight decay.
+        warmup_steps: linear warm-up length in iterations (a float in (0, 1) is a fraction of
+            the total).
+        min_lr_ratio: final learning rate of the cosine decay, as a fraction of ``lr``.
+        dropout: dropout before the linear head.
+        label_smoothing: label smoothing of the supervised cross-entropy.
+        test_average: average ``"prob"`` (softmax) or ``"logit"`` scores over test views.
+        mean, std: normalisation applied on the device.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        lr: float = 0.05,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        warmup_steps: float = 0.05,
+        min_lr_ratio: float = 0.0,
+        dropout: float = 0.5,
+        label_smoothing: float = 0.0,
+        test_average: Literal["prob", "logit"] = "prob",
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if not hasattr(backbone, "feature_dim"):
+            raise TypeError(f"backbone {type(backbone).__name__} has no feature_dim attribute; use an ssvar.models backbone")
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        if test_average not in ("prob", "logit"):
+            raise ValueError(f"test_average must be 'prob' or 'logit', got {test_average!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.save_hyperparameters(ignore=["backbone"])
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, num_classes))
+        self.num_classes = num_classes
+        self.class_names: list[str] = [str(i) for i in range(num_classes)]
+        self.decode_failures = 0
+        self.val_metrics = self._metrics("val")
+        self.test_metrics = self._metrics("test")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    # -- what a method declares -------------------------------------------------------------
+    def views(self) -> dict[str, dict[str, ViewSpec]]:
+        """Views of labelled and unlabelled training samples. An empty ``"unlabeled"`` dict
+        means the method needs no unlabelled loader."""
+        return {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+
+    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A method's extra loss terms on the unlabelled batch, by name; they are summed."""
+        return {}
+
+    # -- model ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a normalised clip batch ``[B, C, T, H, W]``."""
+        return self.head(self.backbone(x))
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        m = {
+            "acc1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+            "mean_class_acc": MulticlassAccuracy(self.num_classes, average="macro"),
+        }
+        if self.num_classes > 5:
+            m["acc5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
+        return MetricCollection(m)
+
+    # -- batches --------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Workers ship uint8; convert and normalise here, on the device.
+        return _normalize_tree(batch, self.hparams.mean, self.hparams.std)
+
+    def _count_failures(self, *parts: dict) -> None:
+        n = sum(int(p["decode_failures"].sum()) for p in parts if p and "decode_failures" in p)
+        if n:
+            self.decode_failures += n
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
+        self._count_failures(labeled, unlabeled)
+        x, y = labeled["weak"], labeled["label"]
+        logits = self(x)
+        losses = {"supervised": F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)}
+        if unlabeled:
+            losses.update(self.unsupervised_loss(_without_hidden(unlabeled)))
+        loss = sum(losses.values())
+        bs = x.shape[0]
+        for k, v in losses.items():
+            self.log(f"train/loss_{k}", v, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/acc1_labeled", (logits.argmax(1) == y).float().mean(), batch_size=bs)
+        self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
+        return loss
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _view_logits(self, video: torch.Tensor) -> torch.Tensor:
+        """Scores of ``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]`` averaged over the V views."""
+        if video.dim() == 5:
+            return self(video).softmax(1) if self.hparams.test_average == "prob" else self(video)
+        b, v = video.shape[:2]
+        out = self(video.flatten(0, 1)).view(b, v, -1)
+        if self.hparams.test_average == "prob":
+            out = out.softmax(-1)
+        return out.mean(1)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._count_failures(batch)
+        scores = self._view_logits(batch["video"])
+        y = batch["label"]
+        self.val_metrics.update(scores, y)
+        loss = F.nll_loss(scores.clamp_min(1e-8).log(), y) if self.hparams.test_average == "prob" else F.cross_entropy(scores, y)
+        self.log("val/loss", loss, batch_size=y.shape[0], sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        name = self._view_name("val")
+        for k, v in self.val_metrics.compute().items():
+            self.log(f"val/{k}_{name}", v, prog_bar=(k == "acc1"), sync_dist=False)
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._count_failures(batch)
+        scores = self._view_logits(batch["video"])
+        self.test_metrics.update(scores, batch["label"])
+        self.test_confusion.update(scores, batch["label"])
+
+    def on_test_epoch_end(self) -> None:
+        name = self._view_name("test")
+        for k, v in self.test_metrics.compute().items():
+            self.log(f"test/{k}_{name}", v, sync_dist=False)
+        self.confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_metrics.reset()
+        self.test_confusion.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        scores = self._view_logits(batch["video"])
+        probs = scores if self.hparams.test_average == "prob" else scores.softmax(-1)
+        return {"index": batch["index"], "probs": probs}
+
+    def _view_name(self, stage: str) -> str:
+        """Metric suffix saying how many views were averaged: ``1view`` or ``{clips}x{crops}``."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "test" and dm is not None and hasattr(dm, "test_clips"):
+            return f"{dm.test_clips}x{dm.test_crops}"
+        return "1view"
+
+    # -- class names, carried in checkpoints ------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        names = getattr(dm, "classes", None)
+        if names:
+            if len(names) != self.num_classes:
+                raise ValueError(
+                    f"the data has {len(names)} classes but the model was built for num_classes={self.num_classes}"
+                )
+            self.class_names = list(names)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ssvar_class_names"] = list(self.class_names)
+        checkpoint["ssvar_decode_failures"] = self.decode_failures
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
+        self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
+
+    # -- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for n, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(hp.warmup_steps * total) if hp.warmup_steps < 1 else int(hp.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_cosine(warmup: int, total: int, min_ratio: float = 0.0):
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def _normalize_tree(obj: Any, mean, std) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.dtype == torch.uint8 and obj.dim() >= 4:
+        return normalize_video(obj, mean, std)
+    if isinstance(obj, dict):
+        return {k: _normalize_tree(v, mean, std) for k, v in obj.items()}
+    return obj
+
+
+def _without_hidden(unlabeled: dict) -> dict:
+    """The unlabelled batch as losses may see it: the true labels are removed."""
+    return {k: v for k, v in unlabeled.items() if k not in ("hidden_label", "label")}

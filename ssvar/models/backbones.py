@@ -1,0 +1,101 @@
+"""Video backbones behind one interface.
+
+A backbone is an ``nn.Module`` mapping a float clip ``[B, C, T, H, W]`` to pooled features
+``[B, feature_dim]`` (``forward``). The classifier head lives in the method, so one backbone
+class serves every method. All backbones start from scratch (no hub weights are reachable);
+``checkpoint`` loads a user's own state-dict file.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class VideoBackbone(nn.Module):
+    """Base class: subclasses set ``feature_dim`` and implement ``forward``."""
+
+    feature_dim: int
+
+    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
+        """Load weights from a local file: a state dict, a Lightning checkpoint, or
+        ``{"state_dict": ...}``; ``prefix`` selects (and strips) a sub-module's keys."""
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        if prefix:
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise KeyError(f"no key of {path} starts with {prefix!r}")
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+class Tiny3D(VideoBackbone):
+    """A small 3D-CNN for CPU work and tests (~0.1M parameters at width 16).
+
+    Four conv-BN-ReLU stages; the first keeps time (kernel 3x3x3, spatial stride 2), later ones
+    downsample space and time, then global average pooling.
+
+    Args:
+        width: channels of the first stage (doubled per stage up to 4x).
+        in_channels: 3 for RGB.
+        checkpoint: optional local file to load weights from.
+    """
+
+    def __init__(self, width: int = 16, in_channels: int = 3, checkpoint: str | None = None):
+        super().__init__()
+        w = [width, width * 2, width * 4, width * 4]
+
+        def block(cin: int, cout: int, stride: tuple[int, int, int]) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+        self.stages = nn.Sequential(
+            block(in_channels, w[0], (1, 2, 2)),
+            block(w[0], w[1], (1, 2, 2)),
+            block(w[1], w[2], (2, 2, 2)),
+            block(w[2], w[3], (2, 2, 2)),
+        )
+        self.feature_dim = w[3]
+        if checkpoint:
+            self.load_checkpoint(checkpoint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x).mean(dim=(2, 3, 4))
+
+
+class R3D18(VideoBackbone):
+    """torchvision's ``r3d_18`` (3D ResNet-18), from scratch, without its classifier.
+
+    Args:
+        checkpoint: optional local file to load weights from (torchvision's key layout).
+    """
+
+    def __init__(self, checkpoint: str | None = None):
+        super().__init__()
+        from torchvision.models.video import r3d_18
+
+        net = r3d_18(weights=None)
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+        if checkpoint:
+            self.load_checkpoint(checkpoint)
+
+    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
+        # Accept torchvision's own layout (keys without "net.") as well as ours; drop its fc.
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        state = obj.get("state_dict", obj)
+        if prefix:
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {(k if k.startswith("net.") else "net." + k): v for k, v in state.items() if not k.split(".")[-2:-1] == ["fc"]}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"checkpoint {path} does not match R3D18: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
