@@ -35,7 +35,12 @@ class SsvarCLI(LightningCLI):
 
 
 def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
-    """LightningCLI entry, usable from Python and tests (``args`` as on the command line)."""
+    """LightningCLI entry, usable from Python and tests (``args`` as on the command line).
+
+    With ``run=False`` the model and data are only built (a leading subcommand is ignored).
+    """
+    if not run and args and args[0] in ("fit", "validate", "test", "predict"):
+        args = args[1:]
     return SsvarCLI(
         SemiSupervisedModule,
         SemiSupervisedDataModule,

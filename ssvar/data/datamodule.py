@@ -508,3 +508,93 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
 def _has_csv_header(path: str) -> bool:
     with open(path, encoding="utf-8") as f:
         return f.readline().lower().startswith("label,")
+
+
+class SyntheticActionsDataModule(SemiSupervisedDataModule):
+    """The embedded default: SyntheticActions videos, generated once into a cache folder.
+
+    Classes come in pairs that differ only in motion (see :mod:`ssvar.data.synthetic`), so
+    ``hflip`` defaults to 0: flipping would turn "slide right" into "slide left".
+
+    Args:
+        root: cache folder (default ``$SSVAR_CACHE/synthetic`` or ``~/.cache/ssvar/synthetic``).
+        num_classes, videos_per_class, video_frames, resolution, fps, generator_seed: the
+            generated set (``video_frames`` frames per video at ``resolution`` pixels).
+        labeled_per_class: labelled videos per class (drawn with ``seed``).
+        test_fraction: held-out fraction per class (drawn with ``split_seed``).
+        Other arguments: :class:`SemiSupervisedDataModule`, with CPU-sized defaults.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_classes: int = 10,
+        videos_per_class: int = 30,
+        video_frames: int = 48,
+        resolution: int = 64,
+        fps: int = 25,
+        generator_seed: int = 0,
+        labeled_per_class: int = 2,
+        test_fraction: float = 0.3,
+        split_seed: int = 0,
+        batch_size: int = 8,
+        mu: int = 1,
+        num_frames: int = 8,
+        stride: int = 2,
+        crop_size: int = 56,
+        short_side: int | None = 64,
+        area_range: tuple[float, float] = (0.5, 1.0),
+        hflip: float = 0.0,
+        test_clips: int = 2,
+        test_crops: int = 1,
+        **kwargs,
+    ):
+        super().__init__(
+            root=root or "",
+            batch_size=batch_size,
+            mu=mu,
+            num_frames=num_frames,
+            stride=stride,
+            crop_size=crop_size,
+            short_side=short_side,
+            area_range=area_range,
+            hflip=hflip,
+            test_clips=test_clips,
+            test_crops=test_crops,
+            **kwargs,
+        )
+        from ssvar.data.synthetic import CLASSES
+
+        if not 2 <= num_classes <= len(CLASSES):
+            raise ValueError(f"num_classes must be in [2, {len(CLASSES)}], got {num_classes}")
+        self.cache_root = root
+        self.gen_kwargs = dict(
+            num_classes=num_classes,
+            videos_per_class=videos_per_class,
+            num_frames=video_frames,
+            resolution=resolution,
+            fps=fps,
+            seed=generator_seed,
+        )
+        self.labeled_per_class = labeled_per_class
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self._class_list = CLASSES[:num_classes]
+
+    def class_names(self) -> list[str]:
+        return list(self._class_list)
+
+    def _generate(self) -> VideoIndex:
+        from ssvar.data.synthetic import generate_synthetic_actions
+
+        self.root, index = generate_synthetic_actions(self.cache_root, progress=True, **self.gen_kwargs)
+        return index
+
+    def prepare_data(self) -> None:
+        self._generate()  # once per node, before the ranks set up
+
+    def build_splits(self) -> Splits:
+        index = self._generate()
+        train, test = S.make_group_split(index, self.test_fraction, seed=self.split_seed)
+        labeled = S.make_labeled_split(train, per_class=self.labeled_per_class, seed=self.seed)
+        return Splits(labeled=labeled, unlabeled=train, val=test, test=test)

@@ -107,8 +107,10 @@ def _where(r: VideoRecord) -> str:
 
 def ucf101_group(path: str) -> str | None:
     """The ``gNN`` group of a UCF101 file name ``v_<Class>_gNN_cMM[.avi]``, else None."""
-    stem = os.path.basename(path_key(path))
-    m = _UCF_GROUP.search(stem)
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if not name.startswith("v_"):  # cheap test first: this runs for every line of every list
+        return None
+    m = _UCF_GROUP.search(path_key(name))
     return m.group(1) if m else None
 
 

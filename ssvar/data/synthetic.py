@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -431,8 +432,8 @@ def render_video(class_id: int, rng: np.random.Generator, spec: SyntheticActions
 # ---------------------------------------------------------------------------------------------
 
 # keyint 16: keyframes every 16 frames keep seeks cheap; scenecut=0 keeps the GOP fixed (the
-# sawtooth resets would otherwise insert keyframes); one thread makes the bytes reproducible.
-_X264_OPTIONS = {"crf": "20", "preset": "medium", "threads": "1", "x264-params": "keyint=16:min-keyint=16:scenecut=0"}
+# sawtooth resets would otherwise insert keyframes).
+_X264_OPTIONS = {"crf": "20", "preset": "medium", "x264-params": "keyint=16:min-keyint=16:scenecut=0"}
 
 
 def _write_mp4(path: str, video: np.ndarray, fps: int) -> None:
@@ -441,6 +442,11 @@ def _write_mp4(path: str, video: np.ndarray, fps: int) -> None:
         stream = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
         stream.height, stream.width = video.shape[1:3]
         stream.pix_fmt = "yuv420p"
+        # One x264 thread per file (files are encoded in parallel instead). PyAV's default, auto
+        # threads (the "threads" option does not override it), gave different bytes from run to
+        # run when several encoders ran at once: a single thread keeps the output reproducible.
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
         for image in video:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
@@ -480,16 +486,22 @@ def _is_complete(folder: str, spec: SyntheticActionsSpec, index: VideoIndex) -> 
         return False
 
 
-def _write_dataset(folder: str, spec: SyntheticActionsSpec, index: VideoIndex, progress: bool) -> None:
+def _write_dataset(folder: str, spec: SyntheticActionsSpec, progress: bool) -> None:
     for name in spec.classes:
         os.makedirs(os.path.join(folder, name), exist_ok=True)
-    sizes: dict[str, int] = {}
-    for record in tqdm(index.records, desc="SyntheticActions", unit="video", disable=not progress):
-        i = int(os.path.splitext(record.path)[0].rsplit("_", 1)[1])
-        video = render_video(record.label, spec.video_rng(record.label, i), spec)
-        full = os.path.join(folder, record.path)
-        _write_mp4(full, video, spec.fps)
-        sizes[record.path] = os.path.getsize(full)
+
+    def make(job: tuple[int, int]) -> tuple[str, int]:
+        class_id, i = job
+        path = spec.relative_path(class_id, i)
+        full = os.path.join(folder, path)
+        _write_mp4(full, render_video(class_id, spec.video_rng(class_id, i), spec), spec.fps)
+        return path, os.path.getsize(full)
+
+    jobs = [(c, i) for c in range(spec.num_classes) for i in range(spec.videos_per_class)]
+    # numpy and x264 release the GIL for most of the work: a few threads use the cores.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        done = tqdm(pool.map(make, jobs), total=len(jobs), desc="SyntheticActions", unit="video", disable=not progress)
+        sizes = dict(done)
     manifest = {
         "generator": "ssvar.data.synthetic",
         "version": GENERATOR_VERSION,
@@ -567,7 +579,7 @@ def generate_synthetic_actions(
         tmp = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=base)
         try:
             os.chmod(tmp, 0o755)
-            _write_dataset(tmp, spec, index, progress)
+            _write_dataset(tmp, spec, progress)
             _remove(final)  # partial or corrupt
             try:
                 os.rename(tmp, final)

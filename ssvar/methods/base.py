@@ -12,6 +12,7 @@ A method overrides :meth:`views` (what it needs from each sample) and
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -23,6 +24,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
+
+
+# Normalising in the module (not the data module) is deliberate: the module owns mean/std.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
 
 
 class SemiSupervisedModule(L.LightningModule):

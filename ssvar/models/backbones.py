@@ -26,9 +26,19 @@ class VideoBackbone(nn.Module):
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:
                 raise KeyError(f"no key of {path} starts with {prefix!r}")
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        state = self._remap(state)
+        try:
+            missing, unexpected = self.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise RuntimeError(f"checkpoint {path} does not match {type(self).__name__}: {e}") from None
         if strict and (missing or unexpected):
-            raise RuntimeError(f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise RuntimeError(
+                f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+
+    def _remap(self, state: dict) -> dict:
+        """Rename keys of foreign layouts to this module's (identity by default)."""
+        return state
 
 
 class Tiny3D(VideoBackbone):
@@ -86,16 +96,9 @@ class R3D18(VideoBackbone):
         if checkpoint:
             self.load_checkpoint(checkpoint)
 
-    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
+    def _remap(self, state: dict) -> dict:
         # Accept torchvision's own layout (keys without "net.") as well as ours; drop its fc.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-        state = obj.get("state_dict", obj)
-        if prefix:
-            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        state = {(k if k.startswith("net.") else "net." + k): v for k, v in state.items() if not k.split(".")[-2:-1] == ["fc"]}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if strict and (missing or unexpected):
-            raise RuntimeError(f"checkpoint {path} does not match R3D18: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return {(k if k.startswith("net.") else "net." + k): v for k, v in state.items() if ".fc." not in "." + k}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

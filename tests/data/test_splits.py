@@ -247,9 +247,10 @@ def test_kinetics400_lists(parsed):
         assert Counter(videos.labels()) == {c: per_class for c in range(400)}
         assert Counter(svformer.labels()) == {c: per_class for c in range(400)}
         assert _labels_by_key(frames) == _labels_by_key(videos)
-        shared = _keys(videos) & _keys(svformer)
+        a, b = _labels_by_key(videos), _labels_by_key(svformer)
+        shared = a.keys() & b.keys()
         assert len(shared) == {1: 36, 10: 2935}[pct]
-        assert all(_labels_by_key(videos)[k] == _labels_by_key(svformer)[k] for k in shared)
+        assert all(a[k] == b[k] for k in shared)
     val = parsed["kinetics400/val/kinetics400_val_list_videos.txt"]
     assert _labels_by_key(val).items() <= _labels_by_key(parsed[sv + "val.csv"]).items()
 

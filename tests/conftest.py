@@ -1,0 +1,34 @@
+"""Shared fixtures. Video helpers live in ``tests/helpers.py`` (importable as ``helpers``:
+pytest puts this folder on ``sys.path`` for its conftest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import write_video
+
+TINY_CLASSES = ("class_a", "class_b", "class_c")
+
+
+@pytest.fixture
+def video_factory(tmp_path):
+    """``make(name, num_frames=16, width=32, height=32, **write_video_kwargs) -> str``: a real
+    video at ``tmp_path / name`` (sub-folders are created; the extension picks the container)."""
+
+    def make(name: str = "video.mp4", num_frames: int = 16, width: int = 32, height: int = 32, **kwargs) -> str:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_video(path, num_frames, width, height, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def tiny_tree(video_factory, tmp_path) -> Path:
+    """``tmp_path/tree/<class>/<class>_<i>.mp4``: 3 classes x 3 index-encoding videos (24 frames, 32x32)."""
+    for c in TINY_CLASSES:
+        for i in range(3):
+            video_factory(f"tree/{c}/{c}_{i}.mp4", num_frames=24)
+    return tmp_path / "tree"

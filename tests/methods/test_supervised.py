@@ -1,0 +1,99 @@
+"""Supervised baseline and the base module: a real (tiny) Lightning fit, test and checkpoint."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from ssvar.methods import Supervised
+from ssvar.methods.base import _without_hidden, warmup_cosine
+from ssvar.models import Tiny3D
+from synth import tiny_datamodule
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("synth"))
+
+
+def _trainer(tmp_path, **kw):
+    args = dict(
+        accelerator="cpu",
+        max_steps=4,
+        limit_val_batches=1,
+        limit_test_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    args.update(kw)
+    return L.Trainer(**args)
+
+
+def test_fit_test_and_checkpoint_round_trip(tmp_path, synth_root):
+    L.seed_everything(0)
+    dm = tiny_datamodule(synth_root)
+    model = Supervised(Tiny3D(width=4), num_classes=dm.num_classes, lr=0.01)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = _trainer(tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 4
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    res = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert set(res) == {"test/acc1_2x1", "test/mean_class_acc_2x1"}  # names say clips x crops
+    assert 0.0 <= res["test/acc1_2x1"] <= 1.0
+    assert model.confusion_matrix.shape == (4, 4) and model.confusion_matrix.sum() > 0
+
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = Supervised.load_from_checkpoint(ckpt, backbone=Tiny3D(width=4))
+    assert loaded.class_names == dm.classes
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+
+
+def test_normalisation_happens_on_the_device_side():
+    model = Supervised(Tiny3D(width=4), num_classes=3)
+    batch = {"labeled": {"weak": torch.full((1, 3, 2, 4, 4), 255, dtype=torch.uint8), "label": torch.tensor([1])}}
+    out = model.on_after_batch_transfer(batch, 0)
+    x = out["labeled"]["weak"]
+    assert x.dtype == torch.float32
+    assert torch.allclose(x[0, :, 0, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+    assert out["labeled"]["label"].dtype == torch.int64  # labels untouched
+
+
+def test_multiview_scores_average_probabilities():
+    model = Supervised(Tiny3D(width=4), num_classes=3, dropout=0.0).eval()
+    video = torch.randn(2, 4, 3, 4, 16, 16)
+    avg = model._view_logits(video)
+    manual = torch.stack([model(video[:, v]).softmax(1) for v in range(4)]).mean(0)
+    assert torch.allclose(avg, manual, atol=1e-6)
+
+
+def test_hidden_labels_are_stripped_before_losses():
+    unl = {"weak": torch.zeros(1), "label": torch.tensor([-1]), "hidden_label": torch.tensor([2]), "index": torch.tensor([0])}
+    assert set(_without_hidden(unl)) == {"weak", "index"}
+
+
+def test_warmup_cosine_schedule():
+    f = warmup_cosine(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="num_classes"):
+        Supervised(Tiny3D(), num_classes=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        Supervised(Tiny3D(), num_classes=3, optimizer="adam")
+    with pytest.raises(TypeError, match="feature_dim"):
+        Supervised(torch.nn.Linear(2, 2), num_classes=3)
+
+
+def test_class_count_mismatch_fails_before_training(tmp_path, synth_root):
+    dm = tiny_datamodule(synth_root)
+    model = Supervised(Tiny3D(width=4), num_classes=7)
+    with pytest.raises(ValueError, match="num_classes=7"):
+        _trainer(tmp_path).fit(model, datamodule=dm)
