@@ -24,3 +24,21 @@ def tiny_datamodule(root: str, **overrides):
     )
     kw.update(overrides)
     return SyntheticActionsDataModule(**kw)
+
+
+import lightning as L  # noqa: E402
+
+
+class RecordIndices(L.Callback):
+    """Writes each rank's labelled and unlabelled sample indices per step (a JSON line each)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        import json
+        import os
+
+        row = {k: batch[k]["index"].tolist() for k in ("labeled", "unlabeled") if k in batch}
+        with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")

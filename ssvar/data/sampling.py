@@ -37,9 +37,11 @@ def clip_indices(
     if span > num_frames and short_policy == "shrink_stride":
         stride = max(1, (num_frames - 1) // max(1, length - 1))
         span = (length - 1) * stride + 1
-    start = int(round(centre - (span - 1) / 2))
     if span <= num_frames:
+        start = int(round(centre - (span - 1) / 2))
         start = min(max(start, 0), num_frames - span)  # slide the window inside the video
+    else:
+        start = 0  # does not fit: start at the first frame, the policy handles the tail
     idx = start + np.arange(length) * stride
     if short_policy == "loop":
         return np.mod(idx, num_frames)

@@ -432,8 +432,10 @@ def render_video(class_id: int, rng: np.random.Generator, spec: SyntheticActions
 # ---------------------------------------------------------------------------------------------
 
 # keyint 16: keyframes every 16 frames keep seeks cheap; scenecut=0 keeps the GOP fixed (the
-# sawtooth resets would otherwise insert keyframes).
-_X264_OPTIONS = {"crf": "20", "preset": "medium", "x264-params": "keyint=16:min-keyint=16:scenecut=0"}
+# sawtooth resets would otherwise insert keyframes); mbtree=0: with macroblock-tree rate control,
+# x264 gave different bytes from run to run when several encoders ran at once in one process
+# (measured with x264 in PyAV 18.1; fine without it), and the set must be reproducible.
+_X264_OPTIONS = {"crf": "22", "preset": "medium", "x264-params": "keyint=16:min-keyint=16:scenecut=0:mbtree=0"}
 
 
 def _write_mp4(path: str, video: np.ndarray, fps: int) -> None:
@@ -442,9 +444,7 @@ def _write_mp4(path: str, video: np.ndarray, fps: int) -> None:
         stream = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
         stream.height, stream.width = video.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        # One x264 thread per file (files are encoded in parallel instead). PyAV's default, auto
-        # threads (the "threads" option does not override it), gave different bytes from run to
-        # run when several encoders ran at once: a single thread keeps the output reproducible.
+        # One x264 thread per file: files are encoded in parallel instead (frames are tiny).
         stream.codec_context.thread_count = 1
         stream.codec_context.thread_type = "NONE"
         for image in video:

@@ -45,6 +45,12 @@ def seek_counter(monkeypatch):
         def __getattr__(self, name):
             return getattr(self._container, name)
 
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._container.close()
+
     def spying_open(*args, **kwargs):
         container = real_open(*args, **kwargs)
         return container if kwargs.get("mode", "r") != "r" else Spy(container)
@@ -60,6 +66,7 @@ def test_decodes_exactly_the_requested_indices(video_factory, seek_counter, name
     n = 64
     path = video_factory(name, num_frames=n, codec=codec, gop=8)
     assert keyframe_count(path) >= 4  # seeking has keyframes to land on
+    seek_counter.clear()
     decoder = PyAVDecoder(seek_margin=seek_margin)
     rng = random.Random(f"{name}-{seek_margin}")
     plans = [[0], [n - 1], list(range(n)), [5, 5, 9, 9, 9], [63, 0, 31]]  # unsorted, duplicates
