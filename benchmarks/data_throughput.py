@@ -55,7 +55,7 @@ PIPELINES = ("ssvar", "pytorchvideo", "decode_bound")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=str(DEFAULT_ROOT), help="dataset root (<root>/<class>/<video>); default ../shared/data/surv_fight")
-    p.add_argument("--limit", type=int, default=None, help="number of videos per pass (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="videos per pass, evenly spread over the index (default: all)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=5, help="videos decoded by each pipeline before timing")
     p.add_argument("--frames", type=int, default=8, help="T: frames per clip")
@@ -193,8 +193,8 @@ def main(argv=None) -> dict:
 
     root = str(args.root)
     index = read_folder_tree(root)
-    if args.limit is not None:
-        index = index.subset(range(min(args.limit, len(index))))
+    if args.limit is not None and args.limit < len(index):  # evenly spread over the (sorted) classes
+        index = index.subset(sorted({int(round(x)) for x in np.linspace(0, len(index) - 1, max(1, args.limit))}))
     n = len(index)
     if n == 0:
         raise SystemExit(f"no videos under {root}")

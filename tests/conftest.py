@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_video
-
-TINY_CLASSES = ("class_a", "class_b", "class_c")
+from helpers import TINY_CLASSES, write_video
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import av
 import numpy as np
 
+TINY_CLASSES = ("class_a", "class_b", "class_c")  # the ``tiny_tree`` fixture's class folders
+
 _STEP = 16  # colour levels per index step: far above compression error
 _BLUE = 128
 
@@ -65,7 +67,7 @@ def write_video(
     num_frames: int,
     width: int = 32,
     height: int = 32,
-    fps: int = 25,
+    fps: int | Fraction = 25,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     vfr_pts: Sequence[int] | None = None,
@@ -76,8 +78,9 @@ def write_video(
 
     Args:
         path: output file; the container follows the extension (``.mp4``, ``.avi``, ``.mkv``).
-        num_frames, width, height, fps: the video's geometry and nominal rate. Odd sizes are
-            fine with ``yuv420p`` (FFmpeg rounds the chroma planes up).
+        num_frames, width, height, fps: the video's geometry and nominal rate (``fps`` may be a
+            ``Fraction``, e.g. 30000/1001). Odd sizes need ``codec="mpeg4"`` or
+            ``pix_fmt="yuv444p"``: libx264 refuses them with ``yuv420p``.
         codec: ``"libx264"`` (H.264) or ``"mpeg4"`` (MPEG-4 Part 2, e.g. in AVI).
         vfr_pts: a variable frame rate: one presentation time per frame in milliseconds (time
             base 1/1000), strictly increasing.

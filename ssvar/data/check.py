@@ -1,7 +1,8 @@
 """``ssvar check-videos ROOT``: find unreadable or too-short videos before training.
 
-Every video is opened and its stream decoded (no RGB conversion), so truncated files are caught,
-not only broken headers. Exit status 1 when any file is bad.
+Every video is opened and its stream decoded (no RGB conversion), and the decoded frame count is
+compared with the header's, so truncated files are caught, not only broken headers. Exit status 1
+when any file is bad.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
-from ssvar.data.decode import VideoDecodeError
+from ssvar.data.decode import PyAVDecoder, VideoDecodeError
 from ssvar.data.index import VIDEO_EXTENSIONS
 
 
@@ -38,6 +39,7 @@ def check_video(path: str, min_frames: int = 8, full: bool = True) -> VideoCheck
         with av.open(path, metadata_errors="ignore") as container:
             if not container.streams.video:
                 return VideoCheck(path, False, 0, "no video stream")
+            announced = _announced_frames(container, path) if full else 0
             for _ in container.decode(video=0):
                 n += 1
                 if not full:
@@ -47,9 +49,23 @@ def check_video(path: str, min_frames: int = 8, full: bool = True) -> VideoCheck
         return VideoCheck(path, False, n, msg + (f" after {n} frames" if n else ""))
     if n == 0:
         return VideoCheck(path, False, 0, "no frame could be decoded")
+    if n < _MIN_DECODED_FRACTION * announced:
+        # Containers without an index at the end (MKV, WebM, AVI) decode up to the cut without errors.
+        return VideoCheck(path, False, n, f"truncated? decoded {n} of the {announced} frames the header announces")
     if full and n < min_frames:
         return VideoCheck(path, False, n, f"only {n} frames (< {min_frames})")
     return VideoCheck(path, True, n)
+
+
+_MIN_DECODED_FRACTION = 0.9  # headers may over-count a little; fewer frames than this: truncated
+
+
+def _announced_frames(container, path: str) -> int:
+    """The frame count the header gives (or its duration implies); 0 when unknown."""
+    try:
+        return PyAVDecoder._stream_info(container, path)[0].num_frames
+    except VideoDecodeError:
+        return 0
 
 
 def find_videos(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:

@@ -119,6 +119,7 @@ class VideoDataset(Dataset):
         self.labeled = labeled
         self.decoder_name = decoder
         self._decoder: Decoder | None = None
+        self._bad: set[int] = set()  # indices found unreadable (per worker process)
         self.max_retries = max_retries
         self.short_policy = short_policy
         self._weak = weak_transform(augment)
@@ -164,15 +165,28 @@ class VideoDataset(Dataset):
             except VideoDecodeError as e:
                 failures += 1
                 tried.append(e.path)
-                log.warning("skipping unreadable video (%s); %d skipped for this sample", e, failures)
-                if failures > self.max_retries:
+                if i not in self._bad:  # warn once per file and worker
+                    log.warning("skipping unreadable video: %s", e)
+                self._bad.add(i)
+                if failures > self.max_retries or len(self._bad) >= len(self):
                     raise RuntimeError(
                         f"{failures} unreadable videos in a row, giving up: {tried}. "
                         "Run `ssvar check-videos ROOT` to list broken files."
                     ) from e
-                i = int(torch.randint(len(self), (1,)).item())
+                i = self._replacement()
         sample["decode_failures"] = failures
         return sample
+
+    def _replacement(self) -> int:
+        """A random index not yet known to be broken (in this worker)."""
+        good = len(self) - len(self._bad)
+        k = int(torch.randint(good, (1,)).item())
+        for j in range(len(self)):  # the k-th index that is not known bad
+            if j not in self._bad:
+                if k == 0:
+                    return j
+                k -= 1
+        raise AssertionError("unreachable")
 
     def _load(self, i: int) -> dict:
         rec = self.index.records[i]

@@ -518,10 +518,12 @@ def _write_dataset(folder: str, spec: SyntheticActionsSpec, progress: bool) -> N
 
 
 def _file_lock(path: str):
+    """An inter-process lock on ``path``, or ``None`` without the ``filelock`` package (a
+    dependency of torch, so normally present; without it the temp-dir + rename stays safe)."""
     try:
-        from filelock import FileLock  # a dependency of torch, so normally present
-    except ImportError:  # pragma: no cover - the temp-dir + rename below is still safe
-        return contextlib.nullcontext()
+        from filelock import FileLock
+    except ImportError:  # pragma: no cover
+        return None
     return FileLock(path)
 
 
@@ -562,7 +564,7 @@ def generate_synthetic_actions(
     the returned root, labels are class indices, groups are ``None``.
     """
     spec = SyntheticActionsSpec(num_classes, videos_per_class, num_frames, resolution, fps, seed)
-    base = os.path.abspath(os.path.expanduser(os.fspath(root))) if root is not None else default_cache_dir()
+    base = os.path.abspath(os.path.expanduser(os.fspath(root) if root is not None else default_cache_dir()))
     key = spec.cache_key()
     final = os.path.join(base, key)
     index = _build_index(spec)
@@ -570,12 +572,14 @@ def generate_synthetic_actions(
         return final, index
 
     os.makedirs(base, exist_ok=True)
-    with _file_lock(os.path.join(base, f".{key}.lock")):
+    lock = _file_lock(os.path.join(base, f".{key}.lock"))
+    with lock if lock is not None else contextlib.nullcontext():
         if _is_complete(final, spec, index):  # another process finished while we waited
             return final, index
-        for name in os.listdir(base):  # leftovers of killed runs (their owners held this lock)
-            if name.startswith(f".{key}.tmp-") or name.startswith(f"{key}.trash-"):
-                _remove(os.path.join(base, name))
+        if lock is not None:  # leftovers of killed runs (a live generator would hold the lock)
+            for name in os.listdir(base):
+                if name.startswith(f".{key}.tmp-") or name.startswith(f"{key}.trash-"):
+                    _remove(os.path.join(base, name))
         tmp = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=base)
         try:
             os.chmod(tmp, 0o755)

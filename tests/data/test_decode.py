@@ -4,6 +4,7 @@ past-the-end plans and typed errors on broken files."""
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -60,11 +61,19 @@ def seek_counter(monkeypatch):
 
 
 # -- exact indices ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name,codec", [("gop8.mp4", "libx264"), ("gop8.avi", "mpeg4")])
+@pytest.mark.parametrize(
+    "name,codec,fps",
+    [
+        ("gop8.mp4", "libx264", 25),
+        ("gop8.avi", "mpeg4", 25),
+        # 29.97 fps with millisecond timestamps: frame times jitter around the index grid
+        ("ntsc.mkv", "libx264", Fraction(30000, 1001)),
+    ],
+)
 @pytest.mark.parametrize("seek_margin", [0, NO_SEEK], ids=["seek", "no_seek"])
-def test_decodes_exactly_the_requested_indices(video_factory, seek_counter, name, codec, seek_margin):
+def test_decodes_exactly_the_requested_indices(video_factory, seek_counter, name, codec, fps, seek_margin):
     n = 64
-    path = video_factory(name, num_frames=n, codec=codec, gop=8)
+    path = video_factory(name, num_frames=n, codec=codec, gop=8, fps=fps)
     assert keyframe_count(path) >= 4  # seeking has keyframes to land on
     seek_counter.clear()
     decoder = PyAVDecoder(seek_margin=seek_margin)
@@ -76,7 +85,7 @@ def test_decodes_exactly_the_requested_indices(video_factory, seek_counter, name
         assert indices == sorted(set(plan))
         assert frames.dtype == torch.uint8 and tuple(frames.shape) == (len(indices), 32, 32, 3)
         assert recovered(frames) == indices, f"plan {plan}"
-        assert info == VideoInfo(num_frames=n, fps=25.0, width=32, height=32)
+        assert info == VideoInfo(num_frames=n, fps=pytest.approx(float(fps)), width=32, height=32)
     if seek_margin == 0:
         assert len(seek_counter) > 0
     else:

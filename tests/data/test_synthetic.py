@@ -118,9 +118,12 @@ def test_cache_reused_and_repaired(tmp_path):
     assert root2 == root and index2.paths() == index.paths()
     assert mtimes(root, index) == before  # nothing rewritten
 
-    # A truncated manifest (a crash mid-write, a bad copy) marks the cache incomplete.
+    # A truncated manifest (a crash mid-write, a bad copy) marks the cache incomplete; the
+    # temporary folder of a killed generator is cleaned up.
     with open(os.path.join(root, "manifest.json"), "r+") as f:
         f.truncate(20)
+    dead = tmp_path / f".{os.path.basename(root)}.tmp-killed"
+    (dead / "square_right").mkdir(parents=True)
     root3, _ = generate_synthetic_actions(tmp_path, **SMALL)
     assert root3 == root
     after = mtimes(root, index)

@@ -97,3 +97,27 @@ def test_class_count_mismatch_fails_before_training(tmp_path, synth_root):
     model = Supervised(Tiny3D(width=4), num_classes=7)
     with pytest.raises(ValueError, match="num_classes=7"):
         _trainer(tmp_path).fit(model, datamodule=dm)
+
+
+def test_training_continues_over_broken_videos_and_counts_them(tmp_path, tiny_tree):
+    from helpers import TINY_CLASSES, write_text, write_truncated, write_zero_byte
+
+    from ssvar.data import FolderDataModule
+
+    a, b, c = TINY_CLASSES
+    write_zero_byte(tiny_tree / a / "zero.mp4")
+    write_truncated(tiny_tree / b / "cut.mp4", tiny_tree / b / f"{b}_0.mp4", fraction=0.2)
+    write_text(tiny_tree / c / "text.mp4")
+    # Put the broken files in the labelled set, which is cycled every epoch, so they are hit.
+    (tmp_path / "lab.txt").write_text(f"{a}/zero.mp4 0\n{b}/cut.mp4 1\n{c}/text.mp4 2\n{a}/{a}_0.mp4 0\n")
+    (tmp_path / "test.txt").write_text(f"{a}/{a}_2.mp4 0\n{b}/{b}_2.mp4 1\n{c}/{c}_2.mp4 2\n")
+    dm = FolderDataModule(
+        str(tiny_tree), labeled_list=str(tmp_path / "lab.txt"), test_list=str(tmp_path / "test.txt"),
+        batch_size=2, num_workers=0, num_frames=4, stride=2, crop_size=24, short_side=28, test_clips=1, test_crops=1,
+    )
+    model = Supervised(Tiny3D(width=4), num_classes=dm.num_classes)
+    trainer = _trainer(tmp_path, max_steps=4)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 4
+    assert model.decode_failures >= 2  # zero-byte and text files always fail; the truncated one may decode a prefix
+    assert trainer.callback_metrics["data/decode_failures"] == model.decode_failures
