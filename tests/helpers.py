@@ -1,8 +1,8 @@
 """Test helpers: tiny real videos written with PyAV, and broken files.
 
 By default frame ``i`` of a written video is one uniform colour that encodes ``i`` (red carries
-``i % 16``, green ``(i // 16) % 16``, in steps of 16 levels), so it survives lossy compression,
-chroma subsampling, resizing and any crop; :func:`decoded_index` reads the index back.
+``i % 16``, green ``i // 16``, in steps of 16 levels; at most 256 frames), so it survives lossy
+compression, chroma subsampling, resizing and any crop; :func:`decoded_index` reads it back.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def index_colour(i: int) -> tuple[int, int, int]:
     return (_STEP * (i % 16) + _STEP // 2, _STEP * (i // 16) + _STEP // 2, _BLUE)
 
 
-def decoded_index(frame: np.ndarray | "torch.Tensor", channels_first: bool | None = None) -> int:  # noqa: F821
-    """The frame index encoded in ``frame`` (``[H, W, 3]`` or ``[3, H, W]``; uint8 or numbers).
+def decoded_index(frame, channels_first: bool | None = None) -> int:
+    """The frame index encoded in ``frame`` (array or tensor, ``[H, W, 3]`` or ``[3, H, W]``).
 
     ``channels_first`` defaults to "the first axis has size 3 and the last does not".
     """
@@ -42,8 +42,8 @@ def decoded_index(frame: np.ndarray | "torch.Tensor", channels_first: bool | Non
     return lo + 16 * hi
 
 
-def clip_indices_of(video: "torch.Tensor") -> list[int]:  # noqa: F821
-    """Recovered frame indices of a dataset clip ``[C, T, H, W]``."""
+def clip_indices_of(video) -> list[int]:
+    """Recovered frame indices of a dataset clip (tensor ``[C, T, H, W]``)."""
     return [decoded_index(video[:, t].numpy(), channels_first=True) for t in range(video.shape[1])]
 
 
