@@ -12,8 +12,12 @@ A method overrides :meth:`views` (what it needs from each sample) and
 from __future__ import annotations
 
 import math
+import os
+import random
 import warnings
 from typing import Any, Literal
+
+import numpy as np
 
 import lightning as L
 import torch
@@ -22,12 +26,28 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from ssvar.components.ema import EMATeacher
+from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
 
 
+class Classifier(nn.Module):
+    """Backbone + head as one module (what an EMA teacher copies)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
 # Normalising in the module (not the data module) is deliberate: the module owns mean/std.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
+# EMA teachers and frozen teachers are in eval mode on purpose.
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
 class SemiSupervisedModule(L.LightningModule):
@@ -77,12 +97,21 @@ class SemiSupervisedModule(L.LightningModule):
             raise ValueError(f"test_average must be 'prob' or 'logit', got {test_average!r}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        self.save_hyperparameters(ignore=["backbone"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters(ignore=["backbone"])
+        # Modules (backbone, teacher, parts) live in the state dict, not in the hyperparameters.
+        for k in [k for k, v in self.hparams.items() if isinstance(v, nn.Module)]:
+            del self.hparams[k]
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, num_classes))
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.decode_failures = 0
+        self._pseudo_labels: PseudoLabels | None = None
+        # Confident pseudo-labels per class over the current epoch (monitoring only).
+        self.register_buffer("pl_class_counts", torch.zeros(num_classes, dtype=torch.long), persistent=False)
+        self.confusion_matrix: torch.Tensor | None = None
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
@@ -97,10 +126,32 @@ class SemiSupervisedModule(L.LightningModule):
         """A method's extra loss terms on the unlabelled batch, by name; they are summed."""
         return {}
 
+    def monitor_pseudo_labels(self, pl: PseudoLabels) -> None:
+        """Called by a method inside :meth:`unsupervised_loss` with the pseudo-labels it used; the
+        base compares them with the hidden labels (which the method never sees) and logs quality."""
+        self._pseudo_labels = pl
+
+    def update_teachers(self) -> None:
+        """After a real optimiser step: move EMA teachers. Default: ``self.teacher`` follows
+        backbone + head."""
+        teacher = getattr(self, "teacher", None)
+        if isinstance(teacher, EMATeacher):
+            teacher.update(self.classifier(), self.trainer.global_step, self._total_steps())
+
     # -- model ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a normalised clip batch ``[B, C, T, H, W]``."""
         return self.head(self.backbone(x))
+
+    def classifier(self) -> Classifier:
+        """The student as one module sharing this method's backbone and head (not registered)."""
+        return Classifier(self.backbone, self.head)
+
+    def _total_steps(self) -> int:
+        try:
+            return max(1, int(self.trainer.estimated_stepping_batches))
+        except Exception:  # no trainer attached or unknown length
+            return 1
 
     def _metrics(self, stage: str) -> MetricCollection:
         m = {
@@ -128,7 +179,9 @@ class SemiSupervisedModule(L.LightningModule):
         x, y = labeled["weak"], labeled["label"]
         logits = self(x)
         losses = {"supervised": F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)}
+        self._pseudo_labels = None
         if unlabeled:
+            # The method sees the unlabelled batch without its true labels.
             losses.update(self.unsupervised_loss(_without_hidden(unlabeled)))
         loss = sum(losses.values())
         bs = x.shape[0]
@@ -136,8 +189,47 @@ class SemiSupervisedModule(L.LightningModule):
             self.log(f"train/loss_{k}", v, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/acc1_labeled", (logits.argmax(1) == y).float().mean(), batch_size=bs)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
         self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
+        if self._pseudo_labels is not None:
+            self._log_pseudo_label_quality(self._pseudo_labels, unlabeled.get("hidden_label"))
+        teacher = getattr(self, "teacher", None)
+        if isinstance(teacher, EMATeacher):
+            self.log("train/ema_decay", teacher.last_decay, batch_size=bs)
         return loss
+
+    @torch.no_grad()
+    def _log_pseudo_label_quality(self, pl: PseudoLabels, hidden: torch.Tensor | None) -> None:
+        bs = pl.mask.shape[0]
+        self.log("train/pl_mask_rate", pl.mask.mean(), batch_size=bs, prog_bar=True)
+        self.log("train/pl_threshold", float(pl.threshold), batch_size=bs)
+        self.log("train/pl_confidence", pl.confidence.mean(), batch_size=bs)
+        hard = pl.hard
+        confident = pl.mask > 0
+        self.pl_class_counts += torch.bincount(hard[confident], minlength=self.num_classes)
+        if hidden is None:
+            return
+        known = hidden >= 0  # hidden labels may be unknown (-1) for truly unlabelled data
+        if known.any():
+            correct = (hard == hidden).float()
+            self.log("train/pl_acc", correct[known].mean(), batch_size=int(known.sum()))
+            ck = known & confident
+            if ck.any():
+                self.log("train/pl_acc_confident", correct[ck].mean(), batch_size=int(ck.sum()))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.update_teachers()
+
+    def on_train_epoch_end(self) -> None:
+        counts = self.pl_class_counts
+        if counts.sum() > 0:
+            if self.num_classes <= 20:
+                for i, c in enumerate(counts.tolist()):
+                    self.log(f"pl_count/{self.class_names[i]}", float(c), sync_dist=True, reduce_fx="sum")
+            share = counts.float() / counts.sum()
+            self.log("train/pl_class_share_max", share.max(), sync_dist=True)
+            self.log("train/pl_classes_covered", (counts > 0).float().sum(), sync_dist=True, reduce_fx="max")
+        counts.zero_()
 
     # -- evaluation -----------------------------------------------------------------------
     def _view_logits(self, video: torch.Tensor) -> torch.Tensor:
@@ -177,6 +269,25 @@ class SemiSupervisedModule(L.LightningModule):
         self.confusion_matrix = self.test_confusion.compute().cpu()
         self.test_metrics.reset()
         self.test_confusion.reset()
+        if self.trainer.is_global_zero:
+            self._save_test_figures(name)
+
+    def _save_test_figures(self, views: str) -> None:
+        """Confusion matrix and per-class accuracy as PNG next to the logs, and to the logger."""
+        from ssvar.plots import log_figure, plot_confusion_matrix, plot_per_class_accuracy
+
+        out_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        os.makedirs(out_dir, exist_ok=True)
+        figs = {
+            f"test/confusion_matrix_{views}": plot_confusion_matrix(self.confusion_matrix, self.class_names),
+            f"test/per_class_accuracy_{views}": plot_per_class_accuracy(self.confusion_matrix, self.class_names),
+        }
+        self.test_figure_paths = []
+        for tag, fig in figs.items():
+            path = os.path.join(out_dir, tag.replace("/", "_") + ".png")
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            self.test_figure_paths.append(path)
+            log_figure(self.logger, tag, fig, self.global_step)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         scores = self._view_logits(batch["video"])
@@ -204,10 +315,27 @@ class SemiSupervisedModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ssvar_class_names"] = list(self.class_names)
         checkpoint["ssvar_decode_failures"] = self.decode_failures
+        # Global RNG states: the next epoch's worker seeds and augmentations continue exactly.
+        checkpoint["ssvar_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
         self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
+        self._rng_to_restore = checkpoint.get("ssvar_rng")
+
+    def on_train_start(self) -> None:
+        # Restore RNG states saved with the checkpoint we resume from (set in on_load_checkpoint),
+        # at the point where the continuous run would be: just before the next epoch's loaders.
+        rng = getattr(self, "_rng_to_restore", None)
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            self._rng_to_restore = None
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -13,9 +13,18 @@ from torch import nn
 
 
 class VideoBackbone(nn.Module):
-    """Base class: subclasses set ``feature_dim`` and implement ``forward``."""
+    """Base class: subclasses set ``feature_dim`` and implement ``forward``.
+
+    Convolutional backbones also set ``stage_dims`` (channels per residual stage) and implement
+    ``forward_stages(x) -> list[Tensor]`` (the feature map ``[B, C_s, T_s, H_s, W_s]`` after each
+    stage), for methods that align features at every stage.
+    """
 
     feature_dim: int
+    stage_dims: list[int]
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
 
     def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
         """Load weights from a local file: a state dict, a Lightning checkpoint, or
@@ -71,11 +80,19 @@ class Tiny3D(VideoBackbone):
             block(w[2], w[3], (2, 2, 2)),
         )
         self.feature_dim = w[3]
+        self.stage_dims = list(w)
         if checkpoint:
             self.load_checkpoint(checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x).mean(dim=(2, 3, 4))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
 
 
 class R3D18(VideoBackbone):
@@ -93,6 +110,7 @@ class R3D18(VideoBackbone):
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
+        self.stage_dims = [64, 128, 256, 512]
         if checkpoint:
             self.load_checkpoint(checkpoint)
 
@@ -102,3 +120,13 @@ class R3D18(VideoBackbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps after ``layer1``..``layer4``: time strides 1/2/4/8, space strides 2/4/8/16
+        (the stem halves space and keeps time)."""
+        x = self.net.stem(x)
+        out = []
+        for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4):
+            x = layer(x)
+            out.append(x)
+        return out

@@ -1,0 +1,71 @@
+"""FixMatch for video (Sohn et al. 2020; video form as in LTG's code, methods.md section 6).
+
+Per iteration:
+
+1. supervised cross-entropy on weakly augmented labelled clips (the base class);
+2. pseudo-labels from the weak view of each unlabelled clip: the model itself (no gradient), or
+   an EMA teacher (``teacher=EMATeacher(...)``: "FixMatch-EMA");
+3. cross-entropy of the strong view (RandAugment on the same frames and crop) against the
+   confident pseudo-labels, summed over the batch and divided by the whole unlabelled batch;
+4. ``L = L_s + lambda_u * L_u``, with ``L_u`` switched off for the first ``unsup_warmup_steps``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssvar.components.ema import EMATeacher
+from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.data.dataset import ViewSpec
+from ssvar.methods.base import SemiSupervisedModule
+
+
+class FixMatch(SemiSupervisedModule):
+    """FixMatch on video clips.
+
+    Args:
+        backbone, num_classes: see :class:`SemiSupervisedModule`.
+        threshold: confidence threshold τ (0.95 as in FixMatch; LTG's K400 baselines use 0.3).
+            Ignored when ``pseudo_labeler`` is given.
+        lambda_u: weight of the unlabelled loss (1 in FixMatch and LTG).
+        pseudo_labeler: full control of the pseudo-labels (scheduled threshold, soft targets,
+            normalisation); default ``PseudoLabeler(threshold)``.
+        teacher: an :class:`EMATeacher` to produce the pseudo-labels; ``None``: the model itself.
+        unsup_warmup_steps: iterations before the unlabelled loss is switched on (LTG's
+            ``warmup_epoch``, expressed in iterations).
+        **kwargs: :class:`SemiSupervisedModule` arguments (optimiser, schedule, ...).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        threshold: float = 0.95,
+        lambda_u: float = 1.0,
+        pseudo_labeler: PseudoLabeler | None = None,
+        teacher: EMATeacher | None = None,
+        unsup_warmup_steps: int = 0,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, **kwargs)
+        self.pseudo_labeler = pseudo_labeler or PseudoLabeler(threshold=threshold)
+        self.teacher = teacher.attach(self.classifier()) if teacher is not None else None
+        self.lambda_u = lambda_u
+        self.unsup_warmup_steps = unsup_warmup_steps
+
+    def views(self) -> dict[str, dict[str, ViewSpec]]:
+        return {
+            "labeled": {"weak": ViewSpec("weak")},
+            "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
+        }
+
+    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        step = self.global_step
+        with torch.no_grad():  # targets never carry gradients
+            logits_weak = self.teacher(unlabeled["weak"]) if self.teacher is not None else self(unlabeled["weak"])
+        pl = self.pseudo_labeler(logits_weak, step)
+        self.monitor_pseudo_labels(pl)
+        loss = self.pseudo_labeler.loss(self(unlabeled["strong"]), pl)
+        weight = self.lambda_u if step >= self.unsup_warmup_steps else 0.0
+        return {"unsupervised": weight * loss}

@@ -1,0 +1,89 @@
+"""Mean Teacher (Tarvainen & Valpola 2017) for video clips.
+
+Per iteration:
+
+1. supervised cross-entropy on weakly augmented labelled clips (the base class);
+2. the EMA teacher predicts class probabilities on the weak view of each unlabelled clip;
+3. the student predicts on the strong view (same frames and crop, RandAugment on top);
+4. consistency loss: squared error between the two probability vectors (summed over classes,
+   averaged over the batch), weighted by ``consistency_weight`` times a sigmoid ramp-up
+   ``exp(-5 (1 - t)^2)`` over ``rampup_steps``;
+5. after the optimiser step the teacher becomes ``d * teacher + (1 - d) * student``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssvar.components.ema import EMATeacher
+from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.data.dataset import ViewSpec
+from ssvar.methods.base import SemiSupervisedModule
+
+
+class MeanTeacher(SemiSupervisedModule):
+    """Student trained to agree with its EMA teacher on unlabelled clips.
+
+    Args:
+        backbone, num_classes: see :class:`SemiSupervisedModule`.
+        teacher: the EMA teacher; default ``EMATeacher(decay=0.99, schedule="rampup")`` (the
+            paper's warm-up of the decay; 0.99 as SVFormer's EMA — our choice for short runs).
+        consistency_weight: maximum weight of the consistency loss.
+        rampup_steps: sigmoid ramp-up length in iterations (a float in (0, 1) is a fraction of
+            the total; the paper ramps up over the first part of training).
+        consistency: ``"mse"`` on probabilities (the paper) or ``"kl"`` (teacher || student).
+        monitor_threshold: confidence level at which the teacher's predictions count as
+            confident in the pseudo-label quality logs (no effect on the loss).
+        **kwargs: :class:`SemiSupervisedModule` arguments.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        teacher: EMATeacher | None = None,
+        consistency_weight: float = 10.0,
+        rampup_steps: float = 0.3,
+        consistency: Literal["mse", "kl"] = "mse",
+        monitor_threshold: float = 0.95,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, **kwargs)
+        if consistency not in ("mse", "kl"):
+            raise ValueError(f"consistency must be 'mse' or 'kl', got {consistency!r}")
+        self.teacher = (teacher or EMATeacher(decay=0.99, schedule="rampup")).attach(self.classifier())
+        self.consistency_weight = consistency_weight
+        self.rampup_steps = rampup_steps
+        self.consistency = consistency
+        self._monitor = PseudoLabeler(threshold=monitor_threshold)
+
+    def views(self) -> dict[str, dict[str, ViewSpec]]:
+        return {
+            "labeled": {"weak": ViewSpec("weak")},
+            "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
+        }
+
+    def rampup(self, step: int) -> float:
+        length = self.rampup_steps * self._total_steps() if self.rampup_steps < 1 else self.rampup_steps
+        if length <= 0:
+            return 1.0
+        t = min(1.0, step / length)
+        return math.exp(-5.0 * (1.0 - t) ** 2)
+
+    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        teacher_logits = self.teacher(unlabeled["weak"])
+        self.monitor_pseudo_labels(self._monitor(teacher_logits))
+        student_logits = self(unlabeled["strong"])
+        target = teacher_logits.softmax(dim=1)
+        if self.consistency == "mse":
+            loss = (student_logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
+        else:
+            loss = F.kl_div(student_logits.log_softmax(dim=1), target, reduction="batchmean")
+        weight = self.consistency_weight * self.rampup(self.global_step)
+        self.log("train/consistency_weight", weight, batch_size=student_logits.shape[0])
+        return {"consistency": weight * loss}
