@@ -248,7 +248,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,
@@ -257,6 +257,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             drop_last=drop_last,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            generator=generator,
         )
 
     def train_dataloader(self):
@@ -282,7 +283,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
         world, rank = self._world()
         ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False)
-        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False)
+        # Its own generator: evaluation never draws from the global RNG, so validating (or not)
+        # leaves the training stream untouched and resuming stays exact.
+        gen = torch.Generator().manual_seed(self.seed)
+        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen)
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)

@@ -316,26 +316,27 @@ class SemiSupervisedModule(L.LightningModule):
         checkpoint["ssvar_class_names"] = list(self.class_names)
         checkpoint["ssvar_decode_failures"] = self.decode_failures
         # Global RNG states: the next epoch's worker seeds and augmentations continue exactly.
+        # Stored as tensors and plain lists so checkpoints load with torch.load(weights_only=True).
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, pystate, pygauss = random.getstate()
         checkpoint["ssvar_rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(pystate), pygauss],
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
         self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
-        self._rng_to_restore = checkpoint.get("ssvar_rng")
-
-    def on_train_start(self) -> None:
-        # Restore RNG states saved with the checkpoint we resume from (set in on_load_checkpoint),
-        # at the point where the continuous run would be: just before the next epoch's loaders.
-        rng = getattr(self, "_rng_to_restore", None)
+        rng = checkpoint.get("ssvar_rng")
         if rng is not None:
+            # Restored here, before the fit loop builds the next epoch's iterator (which draws the
+            # workers' seeds and, with no workers, the augmentations), as in an uninterrupted run.
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
-            self._rng_to_restore = None
+            kind, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            version, pystate, pygauss = rng["python"]
+            random.setstate((version, tuple(pystate), pygauss))
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,0 +1,83 @@
+"""3D CNNs: SlowOnly-R50 (pytorchvideo ``slow_r50`` layout) and per-stage features of every 3D CNN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssvar.models import R3D18, SlowOnlyR50, Tiny3D
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small ops on a shared 2-core machine: one intra-op thread is many times faster than two.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def r50():
+    torch.manual_seed(0)
+    return SlowOnlyR50()
+
+
+def test_slow_r50_forward_backward(r50):
+    assert r50.feature_dim == 2048 and r50.stage_dims == [256, 512, 1024, 2048]
+    r50.train()
+    x = torch.randn(2, 3, 4, 32, 32, requires_grad=True)
+    f = r50(x)
+    assert f.shape == (2, 2048)
+    f.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in r50.parameters())
+    r50.zero_grad(set_to_none=True)
+
+
+def test_slow_r50_layout(r50):
+    """Temporal kernel 1 in conv1/res2/res3, 3 in res4/res5 (first conv of each bottleneck); no temporal stride."""
+    stem = r50.blocks[0].conv
+    assert stem.kernel_size == (1, 7, 7) and stem.stride == (1, 2, 2)
+    for stage, kt, n in zip(r50.blocks[1:], (1, 1, 3, 3), (3, 4, 6, 3)):
+        assert len(stage.res_blocks) == n
+        for block in stage.res_blocks:
+            assert block.branch2.conv_a.kernel_size == (kt, 1, 1)
+            assert block.branch2.conv_b.kernel_size == (1, 3, 3)
+            assert block.branch2.conv_a.stride[0] == block.branch2.conv_b.stride[0] == 1
+
+
+@pytest.mark.parametrize("name", ["tiny3d", "r3d18", "slow_r50"])
+def test_forward_stages(name, r50):
+    torch.manual_seed(0)
+    net = {"tiny3d": lambda: Tiny3D(width=4), "r3d18": R3D18, "slow_r50": lambda: r50}[name]().eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    expected = {  # (C, T, H, W) after each stage
+        "tiny3d": [(4, 4, 16, 16), (8, 4, 8, 8), (16, 2, 4, 4), (16, 1, 2, 2)],
+        "r3d18": [(64, 4, 16, 16), (128, 2, 8, 8), (256, 1, 4, 4), (512, 1, 2, 2)],
+        "slow_r50": [(256, 4, 8, 8), (512, 4, 4, 4), (1024, 4, 2, 2), (2048, 4, 1, 1)],
+    }[name]
+    with torch.no_grad():
+        stages = net.forward_stages(x)
+        assert [tuple(s.shape) for s in stages] == [(2, *e) for e in expected]
+        assert [s.shape[1] for s in stages] == net.stage_dims and net.stage_dims[-1] == net.feature_dim
+        # The pooled feature is the last stage's map averaged over time and space.
+        torch.testing.assert_close(net(x), stages[-1].mean(dim=(2, 3, 4)))
+
+
+def test_slow_r50_loads_pytorchvideo_layout(tmp_path, r50):
+    from pytorchvideo.models.hub import slow_r50
+
+    torch.manual_seed(1)
+    hub = slow_r50(pretrained=False).eval()
+    path = tmp_path / "slow_r50.pyth"
+    torch.save({"model_state": hub.state_dict()}, path)  # pytorchvideo's released-file layout, head included
+    r50.load_checkpoint(str(path))
+    r50.eval()
+    conv = lambda net: net.blocks[4].res_blocks[2].branch2.conv_c.weight  # noqa: E731
+    torch.testing.assert_close(conv(r50), conv(hub))
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        h = x
+        for block in hub.blocks[:5]:  # the hub model without its fixed-size pool + classifier
+            h = block(h)
+        torch.testing.assert_close(r50(x), h.mean(dim=(2, 3, 4)))
