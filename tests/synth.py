@@ -42,3 +42,18 @@ class RecordIndices(L.Callback):
         row = {k: batch[k]["index"].tolist() for k in ("labeled", "unlabeled") if k in batch}
         with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class SaveTeacher(L.Callback):
+    """Each rank saves its EMA teacher's state at the end of training (to compare ranks)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer, module):
+        import os
+
+        import torch
+
+        state = {k: v.detach().cpu().clone() for k, v in module.teacher.state_dict().items()}
+        torch.save(state, os.path.join(self.out_dir, f"teacher_rank{trainer.global_rank}.pt"))

@@ -10,6 +10,10 @@ BatchNorm running statistics need an explicit policy (libraries differ silently)
 * ``"ema"``: float buffers are averaged like parameters (integer counters copied);
 * ``"teacher_forward"``: buffers are left alone; they change only if the method runs the
   teacher in train mode.
+
+Under DDP the students are identical after each step (gradients are averaged) but BatchNorm
+statistics are per rank, so after copying or averaging buffers the teacher takes rank 0's:
+teachers stay identical on every rank.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class EMATeacher(nn.Module):
                     t.mul_(d).add_(b.detach(), alpha=1.0 - d)
                 else:
                     t.copy_(b)
+            _broadcast_buffers(self.model)
         self.num_updates.fill_(step)
         self.last_decay.fill_(d)
 
@@ -111,3 +116,22 @@ class EMATeacher(nn.Module):
             raise RuntimeError("EMATeacher.attach(student) was never called")
         self.model.eval()
         return self.model(*args, **kwargs)
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Under DDP each rank's BatchNorm statistics come from its own batch; take rank 0's (as DDP
+    does for the student before each forward) so the teachers stay identical on every rank."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if torch.distributed.get_world_size() == 1:
+        return
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in model.buffers():
+        by_dtype.setdefault(b.dtype, []).append(b)
+    for bufs in by_dtype.values():  # one collective per dtype, not one per buffer
+        flat = _flatten_dense_tensors(bufs)
+        torch.distributed.broadcast(flat, src=0)
+        for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
+            b.copy_(v)
