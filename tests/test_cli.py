@@ -10,7 +10,12 @@ from ssvar.cli import main, run_cli
 from synth import TINY
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "examples" / "configs").glob("*.yaml"))
+CONFIG_DIR = REPO / "examples" / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+# Partial configs (a model only, or a trainer only) are built on top of the demo config.
+PARTIAL = sorted(CONFIG_DIR.glob("methods/*.yaml")) + sorted(CONFIG_DIR.glob("trainer/*.yaml"))
+CPU_TRAINER = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "1",
+               "--trainer.strategy", "auto", "--trainer.precision", "32-true", "--trainer.sync_batchnorm", "false"]
 SPLITS = REPO.parent / "shared" / "data" / "splits"
 
 # Tiny, CPU-only stand-ins for each shipped config's data (paths exist, nothing heavy runs).
@@ -53,11 +58,25 @@ def test_every_shipped_config_builds(config, tmp_path):
     if "surv_fight" in text and not (REPO.parent / "shared" / "data" / "surv_fight").is_dir():
         pytest.skip("../shared/data is absent")
     cli = run_cli(
-        ["fit", "--config", str(config), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
-         "--trainer.default_root_dir", str(tmp_path), *extra],
+        ["fit", "--config", str(config), *CPU_TRAINER, "--trainer.default_root_dir", str(tmp_path), *extra],
         run=False,
     )
     assert cli.model.num_classes == cli.datamodule.num_classes
+
+
+@pytest.mark.parametrize("config", PARTIAL, ids=[f"{c.parent.name}/{c.name}" for c in PARTIAL])
+def test_every_partial_config_composes_with_the_demo(config, tmp_path):
+    cli = run_cli(
+        ["fit", "--config", str(CONFIG_DIR / "demo.yaml"), "--config", str(config), *CPU_TRAINER,
+         "--trainer.default_root_dir", str(tmp_path), *_tiny_synth_args(tmp_path)],
+        run=False,
+    )
+    assert cli.model.num_classes == cli.datamodule.num_classes
+    if config.parent.name == "methods":
+        import yaml
+
+        expected = yaml.safe_load(config.read_text())["model"]["class_path"].rsplit(".", 1)[-1]
+        assert type(cli.model).__name__ == expected
 
 
 def test_demo_config_fits_and_tests_through_the_cli(tmp_path, capsys):
