@@ -27,6 +27,10 @@ it. Nuisances drawn per video: background colour and low-frequency texture, per-
 slight per-frame brightness flicker, a distractor (random shape, colour, size, slow drift), object
 colour jitter, size, start position, orientation and phase.
 
+Augmentations that mirror or reverse motion change the label here: a horizontal flip turns
+``square_right`` into ``square_left`` (and clockwise into anticlockwise), playing a clip backwards
+swaps every reversal pair. Leave them off for this set.
+
 Public API: :data:`CLASSES`, :data:`CLASS_DESCRIPTIONS`, :class:`SyntheticActionsSpec`,
 :func:`render_video` (pure), :func:`generate_synthetic_actions`, :func:`motion_pairs`,
 :func:`default_cache_dir`.
