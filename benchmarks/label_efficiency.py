@@ -48,6 +48,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# Measure this checkout's ssvar, whatever an editable install elsewhere points to.
+if str(REPO) not in sys.path[:1]:
+    sys.path.insert(0, str(REPO))
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Label efficiency"
 BEGIN = "<!-- label-efficiency:start -->"
@@ -147,6 +150,12 @@ def _machine() -> dict:
         lv = lightning.__version__
     except Exception:
         lv = "?"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = (commit + ("+local changes" if dirty else "")) or "?"
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
@@ -154,6 +163,7 @@ def _machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": lv,
+        "ssvar_commit": commit,
     }
 
 
@@ -241,8 +251,11 @@ def run_one(spec: dict) -> dict:
     import logging
     import warnings
 
+    import ssvar
     from ssvar.cli import run_cli
 
+    if Path(ssvar.__file__).resolve().parents[1] != REPO:
+        raise RuntimeError(f"ssvar is imported from {ssvar.__file__}, not from this checkout")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -271,6 +284,7 @@ def run_one(spec: dict) -> dict:
         {k: spec[k] for k in ("method", "method_class", "method_config", "config", "labels_per_class", "seed",
                               "max_steps", "sets", "settings_id")},
         steps=steps,
+        num_classes=int(cli.datamodule.num_classes),
         test=test,
         train=stats.summary(),
         fit_s=round(t_fit, 2),
@@ -340,7 +354,8 @@ def render_markdown(data: dict, png_name: str | None) -> str:
     lines += [
         f"- Date: {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1] else f"- Date: {dates[0] if dates else '?'}",
         f"- Machine: {m0.get('cpu', '?')}, {m0.get('cpu_count', '?')} CPUs (torch threads {m0.get('torch_threads', '?')}); "
-        f"Python {m0.get('python', '?')}, torch {m0.get('torch', '?')}, lightning {m0.get('lightning', '?')}; "
+        f"Python {m0.get('python', '?')}, torch {m0.get('torch', '?')}, lightning {m0.get('lightning', '?')}, "
+        f"ssvar {m0.get('ssvar_commit', '?')}; "
         f"1-min load average at the start of the runs {data.get('loadavg', '?')}",
         f"- Base config: `{data.get('config', '?')}`; overrides: "
         + (", ".join(f"`{s}`" for s in data.get("sets", [])) or "none"),
@@ -454,6 +469,9 @@ def render_png(data: dict, path: Path) -> None:
         else:
             ax.set_xticks(ks)
             ax.set_xlabel("labelled videos per class")
+        ncls = {r.get("num_classes") for r in data["runs"]} - {None}
+        if len(ncls) == 1:
+            ax.axhline(100 / ncls.pop(), color="grey", ls="--", lw=1, label="chance")
         ax.set_ylabel(f"test {METRIC_TITLES[m]} (%)")
         ax.set_title(f"{METRIC_TITLES[m]}, mean ± std over seeds")
         ax.grid(alpha=0.3)

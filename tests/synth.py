@@ -29,6 +29,22 @@ def tiny_datamodule(root: str, **overrides):
 import lightning as L  # noqa: E402
 
 
+def tiny_trainer(root, **overrides) -> L.Trainer:
+    """A quiet CPU trainer for tests: no logger, checkpoints, progress bar or validation."""
+    args = dict(
+        accelerator="cpu",
+        max_steps=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+    )
+    args.update(overrides)
+    return L.Trainer(**args)
+
+
 class RecordIndices(L.Callback):
     """Writes each rank's labelled and unlabelled sample indices per step (a JSON line each)."""
 

@@ -112,3 +112,14 @@ def test_check_videos_subcommand_dispatch(tmp_path, capsys):
     (tmp_path / "a" / "x.mp4").write_bytes(b"")
     assert main(["check-videos", str(tmp_path), "--workers", "1"]) == 1
     assert "x.mp4" in capsys.readouterr().out
+
+
+def test_predict_subcommand_returns_probabilities(tmp_path):
+    cli = run_cli(
+        ["predict", "--config", str(REPO / "examples" / "configs" / "demo.yaml"), *_tiny_synth_args(tmp_path),
+         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+         "--trainer.limit_predict_batches", "1"],
+    )
+    preds = cli.trainer.predict_loop.predictions
+    assert preds and preds[0]["probs"].shape[1] == 4
+    assert preds[0]["probs"].sum(1).sub(1).abs().max() < 1e-5

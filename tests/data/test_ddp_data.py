@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import pytest
 
 from ssvar.data.datamodule import ResampledDistributedSampler
 from ssvar.methods import Supervised
 from ssvar.models import Tiny3D
-from synth import RecordIndices, tiny_datamodule
+from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 
 @pytest.mark.ddp
@@ -20,18 +19,7 @@ def test_two_process_fit_sees_disjoint_samples(tmp_path):
     dm = tiny_datamodule(str(root), labeled_per_class=2, batch_size=2)
     dm.prepare_data()
     model = Supervised(Tiny3D(width=4), num_classes=dm.num_classes)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_steps=3,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[RecordIndices(str(tmp_path))],
-    )
+    trainer = tiny_trainer(tmp_path, devices=2, strategy="ddp_spawn", callbacks=[RecordIndices(str(tmp_path))])
     trainer.fit(model, datamodule=dm)
     rows = [[json.loads(x) for x in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert len(rows[0]) == len(rows[1]) == 3

@@ -9,7 +9,7 @@ import torch
 from ssvar.components import EMATeacher, PseudoLabeler
 from ssvar.methods import FixMatch, MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule
+from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -18,19 +18,7 @@ def synth_root(tmp_path_factory):
 
 
 def _trainer(tmp_path, **kw):
-    args = dict(
-        accelerator="cpu",
-        max_steps=3,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-        default_root_dir=str(tmp_path),
-    )
-    args.update(kw)
-    return L.Trainer(**args)
+    return tiny_trainer(tmp_path, deterministic=True, **kw)
 
 
 METHODS = {

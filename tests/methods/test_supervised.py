@@ -9,7 +9,7 @@ import torch
 from ssvar.methods import Supervised
 from ssvar.methods.base import _without_hidden, warmup_cosine
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule
+from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +18,7 @@ def synth_root(tmp_path_factory):
 
 
 def _trainer(tmp_path, **kw):
-    args = dict(
-        accelerator="cpu",
-        max_steps=4,
-        limit_val_batches=1,
-        limit_test_batches=2,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    args.update(kw)
-    return L.Trainer(**args)
+    return tiny_trainer(tmp_path, **{"max_steps": 4, "limit_val_batches": 1, "limit_test_batches": 2, **kw})
 
 
 def test_fit_test_and_checkpoint_round_trip(tmp_path, synth_root):

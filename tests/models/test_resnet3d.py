@@ -8,15 +8,6 @@ import torch
 from ssvar.models import R3D18, SlowOnlyR50, Tiny3D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small ops on a shared 2-core machine: one intra-op thread is many times faster than two.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def r50():
     torch.manual_seed(0)

@@ -12,15 +12,6 @@ from ssvar.models import TimeSformer, timesformer_vit_b, timesformer_vit_s
 from ssvar.models.timesformer import DividedBlock
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small ops on a shared 2-core machine: one intra-op thread is many times faster than two.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw) -> TimeSformer:
     """A 2-layer, 32-d model at 32 px (2x2 patches of 16), 4 frames."""
     args = dict(variant=None, embed_dim=32, depth=2, num_heads=4, img_size=32, num_frames=4)
