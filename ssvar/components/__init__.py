@@ -1,6 +1,28 @@
 """Reusable parts of semi-supervised methods; no part imports a method."""
 
+from ssvar.components.contrastive import (
+    CrossArchContrastiveHead,
+    CrossModalContrastive,
+    ProjectionHead,
+    gather_no_grad,
+    gather_with_grad,
+    info_nce,
+    nt_xent,
+    rank_offset,
+)
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 
-__all__ = ["EMATeacher", "PseudoLabeler", "PseudoLabels"]
+__all__ = [
+    "EMATeacher",
+    "PseudoLabeler",
+    "PseudoLabels",
+    "CrossArchContrastiveHead",
+    "CrossModalContrastive",
+    "ProjectionHead",
+    "gather_no_grad",
+    "gather_with_grad",
+    "info_nce",
+    "nt_xent",
+    "rank_offset",
+]

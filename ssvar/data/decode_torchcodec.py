@@ -1,6 +1,6 @@
 """Video decoding with TorchCodec (optional backend: ``pip install ssvar[torchcodec]``).
 
-TorchCodec links against the *system* FFmpeg shared libraries (FFmpeg 4 to 8), which PyAV's
+TorchCodec links against the *system* FFmpeg shared libraries (FFmpeg 4 or newer), which PyAV's
 wheels do not provide. On Debian/Ubuntu, for example::
 
     apt-get install -y --no-install-recommends libavcodec59 libavformat59 libavutil57 \\
@@ -33,7 +33,7 @@ from ssvar.data.decode import FramePlan, VideoDecodeError, VideoInfo, resized_sh
 
 _INSTALL_HINT = (
     "The 'torchcodec' decoder needs the torchcodec package (`pip install ssvar[torchcodec]`, "
-    "matching your torch version) and the system FFmpeg shared libraries (FFmpeg 4-8), e.g. "
+    "matching your torch version) and the system FFmpeg shared libraries (FFmpeg 4 or newer), e.g. "
     "`apt-get install libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 "
     "libavdevice59 libavfilter8` on Debian 12 or `conda install ffmpeg`. "
     "Or use decoder='pyav' (the default; PyAV bundles FFmpeg)."
@@ -44,22 +44,40 @@ def _import_video_decoder():
     """``torchcodec.decoders.VideoDecoder``, or an ``ImportError`` explaining what is missing.
 
     TorchCodec raises ``RuntimeError`` (or ``OSError``) rather than ``ImportError`` when it is
-    installed but cannot load its FFmpeg-linked core library.
+    installed but cannot load its FFmpeg-linked core library: at import in older releases, at
+    the first ``VideoDecoder`` in newer ones (0.17 imports fine without FFmpeg), so the core
+    library is loaded here explicitly.
     """
     try:
         from torchcodec.decoders import VideoDecoder
+
+        _load_core_libraries()
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] == "torchcodec":
             raise ImportError(f"torchcodec is not installed. {_INSTALL_HINT}") from e
         raise ImportError(f"torchcodec could not be imported ({e}). {_INSTALL_HINT}") from e
     except (ImportError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ImportError(
-            f"torchcodec is installed but failed to load ({type(e).__name__}: {first}); "
+            f"torchcodec is installed but failed to load ({type(e).__name__}: {_load_reason(e)}); "
             f"usually the system FFmpeg libraries are missing or torchcodec does not match "
             f"torch {torch.__version__}. {_INSTALL_HINT}"
         ) from e
     return VideoDecoder
+
+
+def _load_core_libraries() -> None:
+    """Load torchcodec's FFmpeg-dependent libraries now (raises when FFmpeg is missing)."""
+    try:
+        from torchcodec._core import ops
+    except ImportError:  # another layout: loading happens at import or on first use
+        return
+    load = getattr(ops, "load_core_libraries", None)
+    if callable(load):
+        load()
+
+
+def _is_load_failure(e: BaseException) -> bool:
+    return isinstance(e, (RuntimeError, OSError)) and "load libtorchcodec" in str(e)
 
 
 def torchcodec_status() -> tuple[bool, str]:
@@ -118,37 +136,38 @@ class TorchCodecDecoder:
         except VideoDecodeError:
             raise
         except Exception as e:  # RuntimeError/ValueError from FFmpeg: not a readable video
+            if _is_load_failure(e):  # torchcodec itself is unusable, not this file
+                raise ImportError(f"torchcodec failed to load ({_load_reason(e)}). {_INSTALL_HINT}") from e
             raise VideoDecodeError(path, f"{type(e).__name__}: {_first_line(e)}") from None
 
     @staticmethod
     def _grid(decoder, path: str) -> tuple[VideoInfo, float, float]:
         """``(info, start, end)``: the frame grid's origin and the stream's end, in seconds."""
         m = decoder.metadata
-        header_fps = m.average_fps_from_header
-        content_fps = m.average_fps  # frames / duration after an exact scan, else the header's
-        # Constant-rate files: the header's nominal rate (exact, e.g. 30000/1001). When it
-        # disagrees with the measured average (variable frame rate), the measured average.
-        fps = 0.0
-        for candidate in (header_fps, content_fps):
-            if candidate and math.isfinite(candidate) and candidate > 0:
-                if not fps:
-                    fps = float(candidate)
-                elif abs(fps - candidate) > 0.02 * candidate:
-                    fps = float(candidate)
-        if not fps:
-            fps = 25.0  # no usable rate: assume a common one rather than fail (as PyAV does)
         start = float(m.begin_stream_seconds or 0.0)
         end = m.end_stream_seconds if m.end_stream_seconds is not None else m.duration_seconds
-        num = m.num_frames
+        end = float(end) if _positive(end) else None
+        num = int(m.num_frames) if _positive(m.num_frames) else None
+        # The header's nominal rate (exact for constant-rate files, e.g. 30000/1001) unless the
+        # content contradicts it (variable frame rate, a bogus header): then the measured
+        # average. The last frame's duration may be missing, so the content's frame period lies
+        # between duration / num and duration / (num - 1).
+        fps = float(m.average_fps_from_header) if _positive(m.average_fps_from_header) else 0.0
+        if num and end is not None and end > start:
+            lo, hi = (num - 1) / (end - start), num / (end - start)
+            if not fps or not lo * 0.98 <= fps <= hi * 1.02:
+                fps = hi
+        if not fps:
+            fps = 25.0  # no usable rate: assume a common one rather than fail (as PyAV does)
         if num is None and end is not None:
-            num = int(round((float(end) - start) * fps))
+            num = int(round((end - start) * fps))
         if not num or num <= 0:
             raise VideoDecodeError(path, "the stream has no frames")
         if end is None:
             end = start + num / fps
         if not m.width or not m.height:
             raise VideoDecodeError(path, "the video stream has no frame size")
-        return VideoInfo(num_frames=int(num), fps=fps, width=int(m.width), height=int(m.height)), start, float(end)
+        return VideoInfo(num_frames=num, fps=fps, width=int(m.width), height=int(m.height)), start, end
 
     def probe(self, path: str) -> VideoInfo:
         return self._open(path)[1][0]
@@ -199,6 +218,15 @@ def _resize(frames: torch.Tensor, short_side: int | None) -> torch.Tensor:
     except (RuntimeError, NotImplementedError):  # builds without the uint8 kernel
         out = F.interpolate(frames.float(), size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)
         return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _positive(x) -> bool:
+    return x is not None and math.isfinite(float(x)) and float(x) > 0
+
+
+def _load_reason(e: BaseException) -> str:
+    """The first line of torchcodec's (long) loading error, without its "Likely causes:"."""
+    return _first_line(e).replace("Likely causes:", "").strip()
 
 
 def _first_line(e: BaseException) -> str:

@@ -7,6 +7,7 @@ not ImportError, when the system FFmpeg libraries are absent); the ImportError t
 
 from __future__ import annotations
 
+import pickle
 import random
 import sys
 import types
@@ -30,7 +31,7 @@ from ssvar.data.decode import PyAVDecoder, VideoDecodeError, VideoInfo, decoder_
 from ssvar.data.decode_torchcodec import TorchCodecDecoder, torchcodec_status
 
 TORCHCODEC_OK, TORCHCODEC_WHY = torchcodec_status()
-needs_torchcodec = pytest.mark.skipif(not TORCHCODEC_OK, reason=f"torchcodec unavailable: {TORCHCODEC_WHY}")
+needs_torchcodec = pytest.mark.skipif(not TORCHCODEC_OK, reason=TORCHCODEC_WHY.split(". ")[0])
 
 
 def recovered(frames) -> list[int]:
@@ -49,26 +50,51 @@ def test_missing_torchcodec_is_a_clear_import_error(monkeypatch):
     assert torchcodec_status()[0] is False
 
 
-@pytest.mark.parametrize("error", [RuntimeError, OSError])
-def test_unloadable_torchcodec_is_a_clear_import_error(monkeypatch, error):
-    class Unloadable(types.ModuleType):  # what torchcodec does without FFmpeg libraries
-        def __getattr__(self, name):
-            raise error("Could not load libtorchcodec. Likely causes: FFmpeg is not properly installed")
+def _fake_torchcodec(monkeypatch, decoders: types.ModuleType, load_error: Exception | None = None):
+    def load_core_libraries():
+        if load_error is not None:
+            raise load_error
 
+    ops = types.ModuleType("torchcodec._core.ops")
+    ops.load_core_libraries = load_core_libraries
     monkeypatch.setitem(sys.modules, "torchcodec", types.ModuleType("torchcodec"))
-    monkeypatch.setitem(sys.modules, "torchcodec.decoders", Unloadable("torchcodec.decoders"))
+    monkeypatch.setitem(sys.modules, "torchcodec._core", types.ModuleType("torchcodec._core"))
+    monkeypatch.setitem(sys.modules, "torchcodec._core.ops", ops)
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", decoders)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, OSError])
+@pytest.mark.parametrize("when", ["import", "load"])
+def test_unloadable_torchcodec_is_a_clear_import_error(monkeypatch, error, when):
+    """Without FFmpeg, older torchcodec fails at import, 0.17 when its core library loads."""
+    message = "Could not load libtorchcodec. Likely causes:\n  1. FFmpeg is not properly installed"
+
+    class Unloadable(types.ModuleType):
+        def __getattr__(self, name):
+            raise error(message)
+
+    if when == "import":
+        _fake_torchcodec(monkeypatch, Unloadable("torchcodec.decoders"))
+    else:
+        decoders = types.ModuleType("torchcodec.decoders")
+        decoders.VideoDecoder = object
+        _fake_torchcodec(monkeypatch, decoders, load_error=error(message))
     with pytest.raises(ImportError, match="failed to load") as e:
         TorchCodecDecoder()
     assert "system FFmpeg" in str(e.value) and "pip install ssvar[torchcodec]" in str(e.value)
+    assert "Could not load libtorchcodec" in str(e.value) and "Likely causes" not in str(e.value)
     assert isinstance(e.value.__cause__, error)
+    assert torchcodec_status()[0] is False
 
 
-def test_importing_ssvar_does_not_import_torchcodec():
-    import subprocess
+def test_importing_the_module_does_not_import_torchcodec(monkeypatch):
+    import runpy
 
-    code = "import sys, ssvar, ssvar.data, ssvar.data.decode_torchcodec; print('torchcodec' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    import ssvar.data.decode_torchcodec as module
+
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # any import of torchcodec would fail
+    namespace = runpy.run_path(module.__file__)  # a fresh copy of the module, executed here
+    assert "TorchCodecDecoder" in namespace
 
 
 # -- exact indices ----------------------------------------------------------------------------
@@ -288,3 +314,5 @@ def test_video_dataset_with_torchcodec(tiny_tree):
         assert np.all(np.diff(got) == 2) and 0 <= got[0] and got[-1] < 24
         assert got == clip_indices_of(r["weak"])  # the same sampling as with PyAV
         assert [clip_indices_of(c) for c in s["test"]] == [clip_indices_of(c) for c in r["test"]]
+    copy = pickle.loads(pickle.dumps(tc))  # as sent to DataLoader workers, decoder included
+    assert isinstance(copy.decoder, TorchCodecDecoder) and copy[1]["weak"].shape == (3, 4, 16, 16)

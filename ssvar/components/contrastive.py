@@ -1,0 +1,290 @@
+"""Contrastive losses and projection heads with DDP gathering.
+
+Two method forms are built from the same pieces:
+
+* :class:`CrossModalContrastive` (LTG): symmetric InfoNCE between the projected RGB and temporal
+  gradient embeddings of the same clip; the negatives of an anchor are the *other modality's*
+  embeddings of the global batch.
+* :class:`CrossArchContrastiveHead` (ActNetFormer): NT-Xent between the projected 3D-CNN and
+  transformer embeddings of the same video; the negatives are the other videos' embeddings from
+  *both* architectures.
+
+**DDP by construction.** The candidates (keys) are gathered from every rank with
+``torch.distributed.nn.functional.all_gather``, whose backward sends each rank's slice of the
+gradient back to its owner and *sums* it over ranks. Each rank then returns the mean loss of its
+local anchors. No rescaling is needed, and none is applied, because:
+
+* the mean over ranks of the per-rank losses equals the single-process loss on the global batch
+  (equal local batch sizes, which ``all_gather`` requires anyway);
+* on rank r the gradient reaching a local embedding is ``d(sum_r' L_r')/dx``: the anchor term
+  from its own loss plus, through the summed gather backward, the candidate terms from every
+  rank's loss. That is ``world_size`` times the single-process gradient ``dL/dx`` of the mean
+  loss, for every local sample. DDP (and Lightning) averages parameter gradients over ranks,
+  which divides by ``world_size`` again, so the parameter update equals the single-process one.
+  Multiplying the loss by ``world_size`` (a common fix for gathers whose backward keeps only the
+  local slice) would double count here; ``tests/components/test_contrastive.py`` checks the
+  factor in a 2-process gloo run.
+
+The consequence for anyone reading raw gradients: a per-sample input gradient on one rank is
+``world_size`` times the single-process one; only the DDP-averaged parameter gradients match.
+
+Every rank must call the loss (the gather and its backward are collectives), with the same local
+batch size. BatchNorm in the projection heads uses each rank's own batch statistics unless the
+model is converted to SyncBatchNorm (Lightning ``Trainer(sync_batchnorm=True)``, GPU only), so in
+train mode a DDP run equals a single process that applies the head to each rank's chunk
+separately and computes the loss on the concatenated embeddings (tested too).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "CrossArchContrastiveHead",
+    "CrossModalContrastive",
+    "ProjectionHead",
+    "gather_no_grad",
+    "gather_with_grad",
+    "info_nce",
+    "nt_xent",
+    "rank_offset",
+    "world_size",
+]
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def world_size() -> int:
+    """Number of ranks (1 when not distributed)."""
+    return torch.distributed.get_world_size() if _distributed() else 1
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if _distributed() else 0
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """``[world * B, ...]``: ``x`` of every rank concatenated in rank order, differentiable.
+
+    The backward sums the gradients of all ranks for each slice and returns it to the slice's
+    owner (see the module docstring for the scaling this implies). Identity when not distributed.
+    """
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """``[world * B, ...]``: ``x`` of every rank concatenated in rank order, detached
+    (for memory banks, prototypes, monitoring). Identity (detached) when not distributed."""
+    if world_size() == 1:
+        return x.detach()
+    out = [torch.empty_like(x) for _ in range(world_size())]
+    torch.distributed.all_gather(out, x.detach().contiguous())
+    return torch.cat(out, dim=0)
+
+
+def rank_offset(local_batch: int) -> int:
+    """Index of this rank's first sample in the gathered global batch (0 when not distributed)."""
+    return _rank() * local_batch
+
+
+def _normalise(x: Tensor) -> Tensor:
+    # Similarities in at least float32: exp(cos / 0.1) overflows and rounds badly in half precision.
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    return F.normalize(x, dim=1)
+
+
+def _check_pair(a: Tensor, b: Tensor, temperature: float) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"expected pooled embeddings [B, D], got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape != b.shape:
+        raise ValueError(f"the two embeddings must have the same shape [B, D], got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def info_nce(anchors: Tensor, candidates: Tensor, temperature: float, gather: bool = True) -> Tensor:
+    """One-directional InfoNCE ``l(a, b)`` of LTG, averaged over the local anchors.
+
+    ``anchors`` and ``candidates`` are ``[B, D]`` (L2-normalised here). The positive of anchor i is
+    candidate i of the same rank; its negatives are every other candidate of the global batch
+    (``world * B - 1`` of them), gathered with gradients when ``gather`` and distributed.
+    """
+    _check_pair(anchors, candidates, temperature)
+    a, c = _normalise(anchors), _normalise(candidates)
+    offset = 0
+    if gather and world_size() > 1:
+        c = gather_with_grad(c)
+        offset = rank_offset(a.shape[0])
+    logits = a @ c.t() / temperature
+    targets = torch.arange(a.shape[0], device=a.device) + offset
+    return F.cross_entropy(logits, targets)
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float, gather: bool = True) -> Tensor:
+    """Symmetric NT-Xent (SimCLR) over the 2N embeddings of the global batch.
+
+    For each ``z1[i]`` the positive is ``z2[i]`` and the negatives are all other embeddings of both
+    views in the global batch (``2 * world * B - 2``), itself excluded; likewise for each ``z2[i]``.
+    Averaged over the 2B local anchors.
+    """
+    _check_pair(z1, z2, temperature)
+    a1, a2 = _normalise(z1), _normalise(z2)
+    b = a1.shape[0]
+    offset, n = 0, b
+    c1, c2 = a1, a2
+    if gather and world_size() > 1:
+        c1, c2 = gather_with_grad(a1), gather_with_grad(a2)
+        offset, n = rank_offset(b), c1.shape[0]
+    anchors = torch.cat([a1, a2], dim=0)  # [2B, D]
+    candidates = torch.cat([c1, c2], dim=0)  # [2N, D]: all view-1 then all view-2 embeddings
+    logits = anchors @ candidates.t() / temperature
+    local = torch.arange(b, device=anchors.device) + offset
+    self_idx = torch.cat([local, local + n])
+    pos_idx = torch.cat([local + n, local])
+    rows = torch.arange(2 * b, device=anchors.device)
+    # -inf (not a large negative) so the self-similarity adds exactly nothing to the denominator.
+    logits = logits.index_put((rows, self_idx), torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device))
+    return F.cross_entropy(logits, pos_idx)
+
+
+class ProjectionHead(nn.Module):
+    """MLP projection head of LTG: ``Linear(in, hidden, no bias) + BN + ReLU``, then
+    ``Linear(hidden, hidden) + BN + ReLU`` for each middle layer, then ``Linear(hidden, out)`` +
+    BN (non-affine by default, as LTG; ``last_bn=False`` drops it, SimCLR-style).
+
+    Args:
+        in_dim: feature size of the backbone (pooled features ``[B, in_dim]``).
+        hidden_dim: width of the hidden layers.
+        out_dim: embedding size.
+        num_layers: number of linear layers (>= 1); with 1 the head is ``Linear(in, out)`` + last BN.
+        last_bn_affine: learnable scale/shift on the last BN (LTG: False).
+        last_bn: whether the last layer has a BN at all.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 512,
+        out_dim: int = 512,
+        num_layers: int = 3,
+        last_bn_affine: bool = False,
+        last_bn: bool = True,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        layers: list[nn.Module] = []
+        d = in_dim
+        for i in range(num_layers - 1):
+            # The first Linear has no bias as in LTG's head; the BN after it makes a bias redundant.
+            layers += [nn.Linear(d, hidden_dim, bias=i > 0), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+            d = hidden_dim
+        layers.append(nn.Linear(d, out_dim, bias=num_layers > 1 or not last_bn))
+        if last_bn:
+            layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
+        self.net = nn.Sequential(*layers)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"ProjectionHead expects pooled features [B, {self.in_dim}], got {tuple(x.shape)}")
+        return self.net(x)
+
+
+class CrossModalContrastive(nn.Module):
+    """LTG's cross-modal contrastive loss: ``0.5 * [l(h_a, h_b) + l(h_b, h_a)]`` with ``l`` the
+    InfoNCE of :func:`info_nce` (negatives: the other modality's global batch).
+
+    Args:
+        dim_a: pooled feature size of modality a (RGB).
+        dim_b: pooled feature size of modality b (temporal gradient).
+        hidden_dim: hidden width of both projection heads (LTG: 512).
+        proj_dim: embedding size (LTG: 512).
+        num_layers: linear layers per head (LTG: 3).
+        temperature: InfoNCE temperature (LTG: 0.5).
+        gather: gather negatives across ranks (LTG: yes).
+    """
+
+    def __init__(
+        self,
+        dim_a: int,
+        dim_b: int,
+        hidden_dim: int = 512,
+        proj_dim: int = 512,
+        num_layers: int = 3,
+        temperature: float = 0.5,
+        gather: bool = True,
+    ):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.head_a = ProjectionHead(dim_a, hidden_dim, proj_dim, num_layers)
+        self.head_b = ProjectionHead(dim_b, hidden_dim, proj_dim, num_layers)
+        self.temperature = temperature
+        self.gather = gather
+        # Negatives per anchor in the last forward (world * B - 1): plain int, for logging only.
+        self.last_num_negatives = 0
+
+    def forward(self, feat_a: Tensor, feat_b: Tensor) -> Tensor:
+        h_a, h_b = self.head_a(feat_a), self.head_b(feat_b)
+        ranks = world_size() if self.gather else 1
+        self.last_num_negatives = ranks * h_a.shape[0] - 1
+        return 0.5 * (
+            info_nce(h_a, h_b, self.temperature, self.gather) + info_nce(h_b, h_a, self.temperature, self.gather)
+        )
+
+
+class CrossArchContrastiveHead(nn.Module):
+    """ActNetFormer's cross-architecture contrastive loss: project both backbones' pooled features
+    to a shared space and apply :func:`nt_xent` (positives: the two architectures' embeddings of
+    the same video; negatives: other videos from both architectures, global batch).
+
+    The paper gives neither the heads nor the temperature. Our assumptions: SimCLR-v2-style heads
+    ``Linear(d, hidden, no bias) + BN + ReLU`` ... ``Linear(hidden, proj_dim)`` without a final BN
+    (``num_layers=2``, ``hidden_dim=512``, ``proj_dim=128``) and ``temperature=0.1``.
+
+    Args:
+        dim_a: pooled feature size of architecture a (e.g. 2048 for 3D-ResNet50).
+        dim_b: pooled feature size of architecture b (e.g. 384 for ViT-S TimeSformer).
+        proj_dim: shared embedding size.
+        hidden_dim: hidden width of both heads.
+        num_layers: linear layers per head.
+        temperature: NT-Xent temperature (assumption, see above).
+        gather: gather negatives across ranks.
+    """
+
+    def __init__(
+        self,
+        dim_a: int,
+        dim_b: int,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        num_layers: int = 2,
+        temperature: float = 0.1,
+        gather: bool = True,
+    ):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.head_a = ProjectionHead(dim_a, hidden_dim, proj_dim, num_layers, last_bn=False)
+        self.head_b = ProjectionHead(dim_b, hidden_dim, proj_dim, num_layers, last_bn=False)
+        self.temperature = temperature
+        self.gather = gather
+        # Negatives per anchor in the last forward (2 * world * B - 2): plain int, for logging only.
+        self.last_num_negatives = 0
+
+    def forward(self, feat_a: Tensor, feat_b: Tensor) -> Tensor:
+        z_a, z_b = self.head_a(feat_a), self.head_b(feat_b)
+        ranks = world_size() if self.gather else 1
+        self.last_num_negatives = 2 * ranks * z_a.shape[0] - 2
+        return nt_xent(z_a, z_b, self.temperature, self.gather)
