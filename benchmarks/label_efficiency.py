@@ -106,7 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # -- small helpers -----------------------------------------------------------------------------
 def _rel(path: str | Path) -> str:
-    """``path`` relative to the working directory when below it (no machine paths in outputs)."""
+    """``path`` relative to the working directory when below it, else its name (no machine paths
+    in the outputs); for display only."""
     p = Path(path)
     try:
         return os.path.relpath(p.resolve(), Path.cwd()) if p.resolve().is_relative_to(Path.cwd()) else p.name
@@ -184,10 +185,26 @@ def _run_key(r: dict) -> tuple:
 
 
 def _settings_id(config: str, method_config: str, max_steps: int, sets: list[str]) -> str:
-    """What must match for a stored run to be reused: the contents of both configs, the steps
-    and the overrides (paths themselves do not matter)."""
+    """What must match for a stored run to be reused: the contents of both configs (the base
+    without its model section), the steps and the overrides (paths themselves do not matter)."""
     blob = json.dumps([_sha(config), _sha(method_config), max_steps, sorted(sets)])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def strip_model(config: str, out: Path) -> Path:
+    """The base config without its ``model:`` section (written to ``out``): the method config
+    alone says the model, whatever the base's model was (LightningCLI would otherwise carry the
+    base model's arguments over, or reject those the method does not take). Relative paths in
+    the config are relative to the working directory, so the copy can live elsewhere."""
+    import yaml
+
+    with open(config) as f:
+        cfg = yaml.safe_load(f) or {}
+    cfg.pop("model", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = "# base config without its model section (written by benchmarks/label_efficiency.py)\n"
+    out.write_text(text + yaml.safe_dump(cfg, sort_keys=False))
+    return out
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -223,8 +240,8 @@ def cli_args(spec: dict) -> list[str]:
         "init_args": {"save_dir": spec["run_dir"], "name": "", "version": ""},
     }
     args = [
-        "--config", spec["config"],
-        "--config", spec["method_config"],
+        "--config", spec.get("config_path", spec["config"]),
+        "--config", spec.get("method_config_path", spec["method_config"]),
         "--seed_everything", str(spec["seed"]),
         "--data.init_args.seed", str(spec["seed"]),
         "--data.init_args.labeled_per_class", str(spec["labels_per_class"]),
@@ -346,6 +363,7 @@ def render_markdown(data: dict, png_name: str | None) -> str:
     seeds = sorted({r["seed"] for r in runs})
     steps = sorted({r["steps"] for r in runs})
     views = sorted({r.get("views", "?") for r in runs})
+    ncls = {r.get("num_classes") for r in runs} - {None}
     m0 = data.get("machine", {})
     lines = [f"### {data['name']}", ""]
     for c in data.get("commands", []):
@@ -362,6 +380,7 @@ def render_markdown(data: dict, png_name: str | None) -> str:
         "- Methods: " + ", ".join(f"{names[m]} `{data.get('method_configs', {}).get(m, m)}`" for m in agg),
         f"- Steps: {', '.join(map(str, steps))} optimiser steps for every run (equal steps for all methods); "
         f"seeds {', '.join(map(str, seeds))}; test: multi-view `{', '.join(views)}` (clips x crops) on the final weights",
+        *([f"- Chance level: {100 / next(iter(ncls)):.1f} % ({next(iter(ncls))} classes)"] if len(ncls) == 1 else []),
         "- Cells: mean ± std (sample std over seeds) in %; **bold**: best mean in the column. "
         "Wall: fit + test seconds per run, mean over its runs.",
         "",
@@ -542,6 +561,7 @@ def main(argv=None) -> dict:
             key = _rel(mc)
         methods[key] = mc
     runs_dir = Path(args.runs_dir or Path("runs") / "label_efficiency" / args.name)
+    base = strip_model(args.config, runs_dir / "base_config.yaml")
     plan = []
     for k in args.labels_per_class:
         for seed in args.seeds:
@@ -551,11 +571,13 @@ def main(argv=None) -> dict:
                     "method_class": _method_class(mc),
                     "method_config": _rel(mc),
                     "config": _rel(args.config),
+                    "method_config_path": str(Path(mc).resolve()),
+                    "config_path": str(base.resolve()),
                     "labels_per_class": k,
                     "seed": seed,
                     "max_steps": args.max_steps,
                     "sets": list(args.set),
-                    "settings_id": _settings_id(args.config, mc, args.max_steps, args.set),
+                    "settings_id": _settings_id(str(base), mc, args.max_steps, args.set),
                     "run_dir": str(runs_dir / f"{key}_k{k}_s{seed}"),
                 })
     done = {_run_key(r) for r in data["runs"]}

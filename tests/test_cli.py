@@ -91,7 +91,7 @@ def test_demo_config_fits_and_tests_through_the_cli(tmp_path, capsys):
 
 def test_unknown_config_argument_is_named(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "examples" / "configs" / "demo.yaml").read_text().replace("lr: 0.1", "lrr: 0.1"))
+    bad.write_text((REPO / "examples" / "configs" / "demo.yaml").read_text().replace("    lr: 0.1", "    lrr: 0.1"))
     with pytest.raises(SystemExit):
         run_cli(["fit", "--config", str(bad)], run=False)
     assert "lrr" in capsys.readouterr().err

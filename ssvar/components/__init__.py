@@ -11,7 +11,9 @@ from ssvar.components.contrastive import (
     rank_offset,
 )
 from ssvar.components.ema import EMATeacher
+from ssvar.components.precise_bn import PreciseBN, recompute_bn_stats
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
+from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
 
 __all__ = [
     "EMATeacher",
@@ -25,4 +27,8 @@ __all__ = [
     "info_nce",
     "nt_xent",
     "rank_offset",
+    "PreciseBN",
+    "recompute_bn_stats",
+    "split_rgb_tg",
+    "temporal_gradient",
 ]

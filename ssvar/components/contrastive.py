@@ -10,8 +10,9 @@ Two method forms are built from the same pieces:
   *both* architectures.
 
 **DDP by construction.** The candidates (keys) are gathered from every rank with
-``torch.distributed.nn.functional.all_gather``, whose backward sends each rank's slice of the
-gradient back to its owner and *sums* it over ranks. Each rank then returns the mean loss of its
+:func:`gather_with_grad`, whose backward sends each rank's slice of the gradient back to its owner
+*summed* over ranks (as ``torch.distributed.nn.functional.all_gather`` and Lightning's
+``all_gather(..., sync_grads=True)`` do). Each rank then returns the mean loss of its
 local anchors. No rescaling is needed, and none is applied, because:
 
 * the mean over ranks of the per-rank losses equals the single-process loss on the global batch
@@ -67,17 +68,37 @@ def _rank() -> int:
     return torch.distributed.get_rank() if _distributed() else 0
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward all-reduces (sums) the incoming gradient and keeps this rank's
+    slice: the semantics of ``torch.distributed.nn.functional.all_gather`` (reduce-scatter with
+    SUM), which torch 2.14 deprecates with a FutureWarning on every call, and of Lightning's
+    ``all_gather(..., sync_grads=True)``. The all-reduce works on every backend (gloo has no
+    reduce-scatter) and costs nothing that matters for ``[world * B, D]`` embeddings."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.rank, ctx.batch = _rank(), x.shape[0]
+        out = [torch.empty_like(x) for _ in range(world_size())]
+        torch.distributed.all_gather(out, x.contiguous())
+        return torch.cat(out, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()  # the incoming gradient may be shared: reduce a copy
+        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """``[world * B, ...]``: ``x`` of every rank concatenated in rank order, differentiable.
 
     The backward sums the gradients of all ranks for each slice and returns it to the slice's
     owner (see the module docstring for the scaling this implies). Identity when not distributed.
+    All ranks must pass the same shape.
     """
     if world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _AllGatherWithGrad.apply(x)
 
 
 @torch.no_grad()

@@ -44,6 +44,10 @@ class ViewSpec:
             ``strong`` view with ``same_as="weak"`` is RandAugment applied on the weak view's crop.
         clips: number of uniformly spaced clips (evaluation views).
         crops: 1 or 3 spatial crops (evaluation views).
+        next_offset: also deliver, for every frame ``t`` of the clip, frame ``t + next_offset``
+            (clamped to the last frame), with the same crop and augmentation, as a second half of
+            the time axis: ``[C, 2T, H, W]``. Temporal gradients are computed from it on the device
+            (``next_offset=1``: consecutive frames; ``=stride``: "slow" gradient of sampled frames).
     """
 
     aug: Literal["weak", "strong", "test"] = "weak"
@@ -54,12 +58,15 @@ class ViewSpec:
     same_as: str | None = None
     clips: int = 1
     crops: int = 1
+    next_offset: int | None = None
 
     def __post_init__(self):
         if self.aug not in ("weak", "strong", "test"):
             raise ValueError(f"ViewSpec.aug must be 'weak', 'strong' or 'test', got {self.aug!r}")
         if self.clips < 1 or self.crops not in (1, 3):
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
+        if self.next_offset is not None and self.next_offset < 1:
+            raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")
 
 
 def _strides(view: ViewSpec, stride: int) -> list[int]:
@@ -152,6 +159,8 @@ class VideoDataset(Dataset):
             span = max((lengths[k] - 1) * s + 1 for s in strides)
             centres = [centre] if self.train and v.clips == 1 else uniform_centres(n, span, v.clips)
             plan[k] = [clip_indices(n, lengths[k], s, c, self.short_policy) for c in centres for s in strides]
+            if v.next_offset:  # frames t and t + offset, decoded in the same pass
+                plan[k] = [np.concatenate([c, np.minimum(c + v.next_offset, n - 1)]) for c in plan[k]]
         return plan
 
     # -- sample --------------------------------------------------------------------------

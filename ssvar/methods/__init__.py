@@ -4,5 +4,6 @@ from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.fixmatch import FixMatch
 from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
+from ssvar.methods.tg_fixmatch import TGFixMatch
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch"]

@@ -126,6 +126,19 @@ class SemiSupervisedModule(L.LightningModule):
         """A method's extra loss terms on the unlabelled batch, by name; they are summed."""
         return {}
 
+    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """All loss terms of one iteration and the logits of the labelled clips.
+
+        Default: cross-entropy on the labelled weak view plus :meth:`unsupervised_loss`. Methods
+        whose steps interleave labelled and unlabelled data (two networks, feature alignment)
+        override this instead. ``unlabeled`` never holds labels.
+        """
+        logits = self(labeled["weak"])
+        losses = {"supervised": F.cross_entropy(logits, labeled["label"], label_smoothing=self.hparams.label_smoothing)}
+        if unlabeled:
+            losses.update(self.unsupervised_loss(unlabeled))
+        return losses, logits
+
     def monitor_pseudo_labels(self, pl: PseudoLabels) -> None:
         """Called by a method inside :meth:`unsupervised_loss` with the pseudo-labels it used; the
         base compares them with the hidden labels (which the method never sees) and logs quality."""
@@ -142,6 +155,20 @@ class SemiSupervisedModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a normalised clip batch ``[B, C, T, H, W]``."""
         return self.head(self.backbone(x))
+
+    @torch.no_grad()
+    def precise_bn_forward(self, batch: dict) -> None:
+        """What :class:`~ssvar.components.precise_bn.PreciseBN` forwards to re-estimate the
+        BatchNorm statistics: the weak views through the student."""
+        for part in ("labeled", "unlabeled"):
+            views = batch.get(part) or {}
+            if "weak" in views:
+                self(views["weak"])
+
+    def inference_model(self) -> Classifier:
+        """The network used at test and prediction time (backbone + head), as one module.
+        Methods with auxiliary networks (TG, a second architecture) use only this one."""
+        return Classifier(self.backbone, self.head)
 
     def classifier(self) -> Classifier:
         """The student as one module sharing this method's backbone and head (not registered)."""
@@ -176,15 +203,12 @@ class SemiSupervisedModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
         self._count_failures(labeled, unlabeled)
-        x, y = labeled["weak"], labeled["label"]
-        logits = self(x)
-        losses = {"supervised": F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)}
+        y = labeled["label"]
         self._pseudo_labels = None
-        if unlabeled:
-            # The method sees the unlabelled batch without its true labels.
-            losses.update(self.unsupervised_loss(_without_hidden(unlabeled)))
+        # The method sees the unlabelled batch without its true labels.
+        losses, logits = self.compute_losses(labeled, _without_hidden(unlabeled) if unlabeled else {})
         loss = sum(losses.values())
-        bs = x.shape[0]
+        bs = y.shape[0]
         for k, v in losses.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)

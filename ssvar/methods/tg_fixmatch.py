@@ -1,0 +1,201 @@
+"""TG-FixMatch: learning from temporal gradient (Xiao et al., CVPR 2022; methods.md section 3).
+
+Two networks of the same architecture, one on RGB clips and one on their temporal gradient (TG,
+computed on the device from the decoded frames). Per iteration:
+
+1. forward the RGB network on ``[labelled, weak, strong]`` RGB clips and the TG network on the
+   same clips' TG, keeping the feature maps of every stage;
+2. supervised cross-entropy for both modalities on the labelled clips (0.5 each);
+3. pseudo-labels from the averaged RGB + TG logits of the weak clips (no gradient), confident
+   when the top probability >= ``threshold``;
+4. after ``unsup_warmup_steps``: cross-entropy of both modalities' strong clips against the
+   confident pseudo-labels, divided by the whole unlabelled batch (0.5 each);
+5. feature alignment on labelled + weak clips: at every stage, ``1 - cos`` over channels between
+   the RGB feature map and the *detached* TG feature map (the TG network gets no gradient from it);
+6. cross-modal contrastive on labelled + weak clips: symmetric InfoNCE between projected pooled
+   RGB and TG features, negatives gathered across ranks;
+7. ``L = L_sup + L_u + w_align * L_align + w_con * L_con``.
+
+Inference uses the RGB network only, so a trained model costs what a plain RGB model costs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssvar.components.contrastive import CrossModalContrastive
+from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.temporal_gradient import split_rgb_tg
+from ssvar.data.dataset import ViewSpec
+from ssvar.methods.base import SemiSupervisedModule
+
+
+def feature_alignment(rgb_stages: list[torch.Tensor], tg_stages: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over stages of ``1 - mean cos(F_rgb, sg(F_tg))``; the cosine is over channels at each
+    (t, h, w) position and the mean over positions and samples. TG features are detached."""
+    total = rgb_stages[0].new_zeros(())
+    for fr, ft in zip(rgb_stages, tg_stages):
+        total = total + (1.0 - F.cosine_similarity(fr, ft.detach(), dim=1).mean())
+    return total
+
+
+def _reinit(module: nn.Module) -> nn.Module:
+    """Fresh weights for a copied network (LTG's TG network has the same architecture, new weights)."""
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return module
+
+
+class TGFixMatch(SemiSupervisedModule):
+    """FixMatch on RGB and temporal gradient with feature alignment and cross-modal contrast.
+
+    Args:
+        backbone: the RGB network; it must expose ``forward_stages`` (a 3D-CNN).
+        num_classes: number of classes.
+        tg_backbone: the TG network (same architecture); default: a copy of ``backbone`` with
+            freshly initialised weights.
+        threshold: confidence threshold of the averaged pseudo-labels (LTG's released configs: 0.3;
+            the paper's stated value could not be read, methods.md 3(h)).
+        tg_offset: frame offset of the temporal gradient: 1 = consecutive frames (LTG); the clip
+            stride gives the "slow TG" ablation.
+        lambda_u: weight of the unlabelled loss.
+        align_weight: weight of the feature-alignment loss (LTG: 1 per stage).
+        contrastive_weight: weight of the cross-modal InfoNCE (LTG: 1; 0 switches it off, as in
+            LTG's Kinetics-400 1 % config).
+        temperature: InfoNCE temperature (LTG: 0.5).
+        proj_dim: projection width (LTG: 512).
+        unsup_warmup_steps: iterations before the pseudo-label loss starts (LTG: 30 of 180 epochs).
+        independent_tg_augment: the TG strong view draws its own RandAugment ops (LTG) instead of
+            sharing the RGB strong view's.
+        **kwargs: :class:`SemiSupervisedModule` arguments.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        tg_backbone: nn.Module | None = None,
+        threshold: float = 0.3,
+        tg_offset: int = 1,
+        lambda_u: float = 1.0,
+        align_weight: float = 1.0,
+        contrastive_weight: float = 1.0,
+        temperature: float = 0.5,
+        proj_dim: int = 512,
+        unsup_warmup_steps: int = 0,
+        independent_tg_augment: bool = True,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, **kwargs)
+        if not hasattr(backbone, "forward_stages") or not getattr(backbone, "stage_dims", None):
+            raise ValueError(
+                f"TGFixMatch aligns per-stage features: backbone {type(backbone).__name__} has no forward_stages/stage_dims "
+                "(use a 3D-CNN such as Tiny3D, R3D18 or SlowOnlyR50)"
+            )
+        self.tg_backbone = tg_backbone if tg_backbone is not None else _reinit(copy.deepcopy(backbone))
+        if list(getattr(self.tg_backbone, "stage_dims", [])) != list(backbone.stage_dims):
+            raise ValueError(
+                f"RGB and TG networks must have the same stages: {backbone.stage_dims} vs {getattr(self.tg_backbone, 'stage_dims', None)}"
+            )
+        self.tg_head = nn.Sequential(nn.Dropout(self.hparams.dropout), nn.Linear(self.tg_backbone.feature_dim, num_classes))
+        self.pseudo_labeler = PseudoLabeler(threshold=threshold)
+        self.contrastive = CrossModalContrastive(
+            backbone.feature_dim, self.tg_backbone.feature_dim, hidden_dim=proj_dim, proj_dim=proj_dim, temperature=temperature
+        )
+        self.tg_offset = tg_offset
+        self.lambda_u = lambda_u
+        self.align_weight = align_weight
+        self.contrastive_weight = contrastive_weight
+        self.unsup_warmup_steps = unsup_warmup_steps
+        self.independent_tg_augment = independent_tg_augment
+
+    # -- data -----------------------------------------------------------------------------
+    def views(self) -> dict[str, dict[str, ViewSpec]]:
+        nxt = self.tg_offset
+        unlabeled = {
+            "weak": ViewSpec("weak", next_offset=nxt),
+            "strong": ViewSpec("strong", same_as="weak", next_offset=nxt),
+        }
+        if self.independent_tg_augment:
+            unlabeled["strong_tg"] = ViewSpec("strong", same_as="weak", next_offset=nxt)
+        return {"labeled": {"weak": ViewSpec("weak", next_offset=nxt)}, "unlabeled": unlabeled}
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Training views carry frames t and t + offset: split them into RGB and TG (uint8), then
+        # the base normalises both. Evaluation views are plain RGB clips.
+        if isinstance(batch, dict) and "labeled" in batch:
+            for part in ("labeled", "unlabeled"):
+                views = batch.get(part)
+                if not views:
+                    continue
+                split = {}
+                for name in ("weak", "strong", "strong_tg"):
+                    if name in views:
+                        split[name] = split_rgb_tg(views.pop(name))
+                for name, (rgb, tg) in split.items():
+                    if name == "strong_tg":  # its own RandAugment draw, used for TG only
+                        views["strong_tg"] = tg
+                    else:
+                        views[name] = rgb
+                        views.setdefault(name + "_tg", tg)
+        return super().on_after_batch_transfer(batch, dataloader_idx)
+
+    @torch.no_grad()
+    def precise_bn_forward(self, batch: dict) -> None:
+        # Both networks' statistics, on the weak clips (LTG: the unlabelled list).
+        for part in ("labeled", "unlabeled"):
+            views = batch.get(part) or {}
+            if "weak" in views:
+                self._run(self.backbone, self.head, views["weak"])
+                self._run(self.tg_backbone, self.tg_head, views["weak_tg"])
+
+    # -- the iteration --------------------------------------------------------------------
+    def _run(self, net: nn.Module, head: nn.Module, x: torch.Tensor):
+        stages = net.forward_stages(x)
+        pooled = stages[-1].mean(dim=(2, 3, 4))
+        return stages, pooled, head(pooled)
+
+    def compute_losses(self, labeled: dict, unlabeled: dict):
+        y = labeled["label"]
+        bl = y.shape[0]
+        rgb_parts, tg_parts = [labeled["weak"]], [labeled["weak_tg"]]
+        if unlabeled:
+            bu = unlabeled["weak"].shape[0]
+            rgb_parts += [unlabeled["weak"], unlabeled["strong"]]
+            tg_parts += [unlabeled["weak_tg"], unlabeled["strong_tg"]]
+        # 1. one forward per network over all clips (BatchNorm sees the whole iteration)
+        rgb_stages, rgb_pooled, z_rgb = self._run(self.backbone, self.head, torch.cat(rgb_parts))
+        tg_stages, tg_pooled, z_tg = self._run(self.tg_backbone, self.tg_head, torch.cat(tg_parts))
+
+        # 2. supervised, both modalities
+        losses = {
+            "supervised": 0.5 * F.cross_entropy(z_rgb[:bl], y, label_smoothing=self.hparams.label_smoothing)
+            + 0.5 * F.cross_entropy(z_tg[:bl], y, label_smoothing=self.hparams.label_smoothing),
+        }
+        n_align = bl  # clips used by alignment and contrast: labelled (+ weak unlabelled)
+        if unlabeled:
+            n_align = bl + bu
+            weak, strong = slice(bl, bl + bu), slice(bl + bu, bl + 2 * bu)
+            # 3. pseudo-labels from the averaged logits of the weak clips
+            pl = self.pseudo_labeler(((z_rgb[weak] + z_tg[weak]) / 2).detach(), self.global_step)
+            self.monitor_pseudo_labels(pl)
+            # 4. both strong clips learn them, after the warm-up
+            on = 1.0 if self.global_step >= self.unsup_warmup_steps else 0.0
+            losses["unsupervised"] = on * self.lambda_u * 0.5 * (
+                self.pseudo_labeler.loss(z_rgb[strong], pl) + self.pseudo_labeler.loss(z_tg[strong], pl)
+            )
+        # 5. multi-level feature alignment (TG detached)
+        if self.align_weight:
+            losses["align"] = self.align_weight * feature_alignment(
+                [f[:n_align] for f in rgb_stages], [f[:n_align] for f in tg_stages]
+            )
+        # 6. cross-modal contrastive
+        if self.contrastive_weight:
+            losses["contrastive"] = self.contrastive_weight * self.contrastive(rgb_pooled[:n_align], tg_pooled[:n_align])
+            self.log("train/contrastive_negatives", float(self.contrastive.last_num_negatives), batch_size=bl)
+        return losses, z_rgb[:bl]
