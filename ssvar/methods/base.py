@@ -174,6 +174,11 @@ class SemiSupervisedModule(L.LightningModule):
         """The student as one module sharing this method's backbone and head (not registered)."""
         return Classifier(self.backbone, self.head)
 
+    def unsup_warmup_iterations(self) -> int:
+        """``unsup_warmup_steps`` in iterations (a value in (0, 1) is a fraction of the total)."""
+        w = float(getattr(self, "unsup_warmup_steps", 0) or 0)
+        return int(w * self._total_steps()) if 0 < w < 1 else int(w)
+
     def _total_steps(self) -> int:
         try:
             return max(1, int(self.trainer.estimated_stepping_batches))

@@ -33,7 +33,7 @@ class FixMatch(SemiSupervisedModule):
             normalisation); default ``PseudoLabeler(threshold)``.
         teacher: an :class:`EMATeacher` to produce the pseudo-labels; ``None``: the model itself.
         unsup_warmup_steps: iterations before the unlabelled loss is switched on (LTG's
-            ``warmup_epoch``, expressed in iterations).
+            ``warmup_epoch``); a float in (0, 1) is a fraction of the total iterations.
         **kwargs: :class:`SemiSupervisedModule` arguments (optimiser, schedule, ...).
     """
 
@@ -45,7 +45,7 @@ class FixMatch(SemiSupervisedModule):
         lambda_u: float = 1.0,
         pseudo_labeler: PseudoLabeler | None = None,
         teacher: EMATeacher | None = None,
-        unsup_warmup_steps: int = 0,
+        unsup_warmup_steps: float = 0,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
@@ -67,5 +67,5 @@ class FixMatch(SemiSupervisedModule):
         pl = self.pseudo_labeler(logits_weak, step)
         self.monitor_pseudo_labels(pl)
         loss = self.pseudo_labeler.loss(self(unlabeled["strong"]), pl)
-        weight = self.lambda_u if step >= self.unsup_warmup_steps else 0.0
+        weight = self.lambda_u if step >= self.unsup_warmup_iterations() else 0.0
         return {"unsupervised": weight * loss}

@@ -69,7 +69,8 @@ class TGFixMatch(SemiSupervisedModule):
             LTG's Kinetics-400 1 % config).
         temperature: InfoNCE temperature (LTG: 0.5).
         proj_dim: projection width (LTG: 512).
-        unsup_warmup_steps: iterations before the pseudo-label loss starts (LTG: 30 of 180 epochs).
+        unsup_warmup_steps: iterations before the pseudo-label loss starts; a float in (0, 1) is a
+            fraction of the total (LTG: 30 of 180 epochs, i.e. 1/6).
         independent_tg_augment: the TG strong view draws its own RandAugment ops (LTG) instead of
             sharing the RGB strong view's.
         **kwargs: :class:`SemiSupervisedModule` arguments.
@@ -87,7 +88,7 @@ class TGFixMatch(SemiSupervisedModule):
         contrastive_weight: float = 1.0,
         temperature: float = 0.5,
         proj_dim: int = 512,
-        unsup_warmup_steps: int = 0,
+        unsup_warmup_steps: float = 0,
         independent_tg_augment: bool = True,
         **kwargs,
     ):
@@ -185,7 +186,7 @@ class TGFixMatch(SemiSupervisedModule):
             pl = self.pseudo_labeler(((z_rgb[weak] + z_tg[weak]) / 2).detach(), self.global_step)
             self.monitor_pseudo_labels(pl)
             # 4. both strong clips learn them, after the warm-up
-            on = 1.0 if self.global_step >= self.unsup_warmup_steps else 0.0
+            on = 1.0 if self.global_step >= self.unsup_warmup_iterations() else 0.0
             losses["unsupervised"] = on * self.lambda_u * 0.5 * (
                 self.pseudo_labeler.loss(z_rgb[strong], pl) + self.pseudo_labeler.loss(z_tg[strong], pl)
             )
