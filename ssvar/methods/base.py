@@ -110,7 +110,7 @@ class SemiSupervisedModule(L.LightningModule):
         self.decode_failures = 0
         self._pseudo_labels: PseudoLabels | None = None
         # Confident pseudo-labels per class over the current epoch (monitoring only).
-        self.register_buffer("pl_class_counts", torch.zeros(num_classes, dtype=torch.long), persistent=False)
+        self.register_buffer("pl_class_counts", torch.zeros(num_classes), persistent=False)
         self.confusion_matrix: torch.Tensor | None = None
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -234,17 +234,21 @@ class SemiSupervisedModule(L.LightningModule):
         self.log("train/pl_threshold", float(pl.threshold), batch_size=bs)
         self.log("train/pl_confidence", pl.confidence.mean(), batch_size=bs)
         hard = pl.hard
-        confident = pl.mask > 0
-        self.pl_class_counts += torch.bincount(hard[confident], minlength=self.num_classes)
+        # Weighted bincount: no boolean indexing, so no device-to-host sync in the hot path.
+        self.pl_class_counts += torch.bincount(hard, weights=pl.mask, minlength=self.num_classes)
         if hidden is None:
             return
-        known = hidden >= 0  # hidden labels may be unknown (-1) for truly unlabelled data
-        if known.any():
+        # Hidden labels may be unknown (-1) for truly unlabelled data. The counts below cost one
+        # small device-to-host sync per step, for logging only.
+        known = hidden >= 0
+        n_known = int(known.sum())
+        if n_known:
             correct = (hard == hidden).float()
-            self.log("train/pl_acc", correct[known].mean(), batch_size=int(known.sum()))
-            ck = known & confident
-            if ck.any():
-                self.log("train/pl_acc_confident", correct[ck].mean(), batch_size=int(ck.sum()))
+            self.log("train/pl_acc", correct[known].mean(), batch_size=n_known)
+            ck = known & (pl.mask > 0)
+            n_ck = int(ck.sum())
+            if n_ck:
+                self.log("train/pl_acc_confident", correct[ck].mean(), batch_size=n_ck)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.update_teachers()
@@ -254,7 +258,7 @@ class SemiSupervisedModule(L.LightningModule):
         if counts.sum() > 0:
             if self.num_classes <= 20:
                 for i, c in enumerate(counts.tolist()):
-                    self.log(f"pl_count/{self.class_names[i]}", float(c), sync_dist=True, reduce_fx="sum")
+                    self.log(f"pl_count/{self.class_names[i]}", c, sync_dist=True, reduce_fx="sum")
             share = counts.float() / counts.sum()
             self.log("train/pl_class_share_max", share.max(), sync_dist=True)
             self.log("train/pl_classes_covered", (counts > 0).float().sum(), sync_dist=True, reduce_fx="max")

@@ -252,6 +252,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             }
         if rank == 0:
             torch.save(results, f"{out_dir}/ddp_rank0.pt")
+        # Leave together: a rank tearing gloo down while its peer is still busy can abort.
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
@@ -314,7 +316,9 @@ def test_ddp_equals_single_process(ddp_results, case):
     # gradients cancels it, i.e. the gradient of the DDP objective mean_r L_r is grad / WORLD.
     for key in ("input_grad_a", "input_grad_b"):
         assert _close(d[key] / WORLD, s[key]), key
-        assert s[key].abs().min() > 0  # non-trivial: every sample (as candidate too) gets gradient
+        assert s[key].norm() > 0
+    if case in ("info_nce", "nt_xent"):  # without a head every sample must get a gradient
+        assert all((s[k].norm(dim=1) > 0).all() for k in ("input_grad_a", "input_grad_b"))
     if case.startswith("cross_modal"):
         assert d["num_negatives"] == WORLD * LOCAL_B - 1
     elif case.startswith("cross_arch"):
