@@ -130,7 +130,9 @@ def _check_pair(a: Tensor, b: Tensor, temperature: float) -> None:
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"expected pooled embeddings [B, D], got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape != b.shape:
-        raise ValueError(f"the two embeddings must have the same shape [B, D], got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"the two embeddings must have the same shape [B, D], got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def info_nce(anchors: Tensor, candidates: Tensor, temperature: float, gather: bool = True) -> Tensor:
@@ -164,8 +166,9 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float, gather: bool = True) -> 
     offset, n = 0, b
     c1, c2 = a1, a2
     if gather and world_size() > 1:
-        c1, c2 = gather_with_grad(a1), gather_with_grad(a2)
-        offset, n = rank_offset(b), c1.shape[0]
+        both = gather_with_grad(torch.stack([a1, a2], dim=1))  # one collective for both views
+        c1, c2 = both[:, 0], both[:, 1]
+        offset, n = rank_offset(b), both.shape[0]
     anchors = torch.cat([a1, a2], dim=0)  # [2B, D]
     candidates = torch.cat([c1, c2], dim=0)  # [2N, D]: all view-1 then all view-2 embeddings
     logits = anchors @ candidates.t() / temperature

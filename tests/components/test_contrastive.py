@@ -173,9 +173,8 @@ T_INFO, T_NT = 0.5, 0.2
 def _global_inputs(case: str) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(123)
     n = WORLD * LOCAL_B
-    if case in ("info_nce", "nt_xent"):
-        return torch.randn(n, DIM_Z, generator=g, dtype=torch.float64), torch.randn(n, DIM_Z, generator=g, dtype=torch.float64)
-    return torch.randn(n, DIM_A, generator=g, dtype=torch.float64), torch.randn(n, DIM_B, generator=g, dtype=torch.float64)
+    da, db = (DIM_Z, DIM_Z) if case in ("info_nce", "nt_xent") else (DIM_A, DIM_B)
+    return torch.randn(n, da, generator=g, dtype=torch.float64), torch.randn(n, db, generator=g, dtype=torch.float64)
 
 
 def _build(case: str) -> nn.Module | None:
