@@ -11,7 +11,6 @@ from ssvar.components.contrastive import (
     rank_offset,
 )
 from ssvar.components.ema import EMATeacher
-from ssvar.components.precise_bn import PreciseBN, recompute_bn_stats
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
 
@@ -32,3 +31,13 @@ __all__ = [
     "split_rgb_tg",
     "temporal_gradient",
 ]
+
+
+def __getattr__(name: str):
+    # PreciseBN is a Lightning callback: import Lightning only when it is asked for, so the
+    # parts (and the processes spawned by their DDP tests) load quickly.
+    if name in ("PreciseBN", "recompute_bn_stats"):
+        from ssvar.components import precise_bn
+
+        return getattr(precise_bn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

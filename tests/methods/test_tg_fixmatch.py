@@ -164,6 +164,7 @@ def _worker(rank, port, out):
                 res[f"{prefix}.{n}"] = grad / WORLD  # what DDP does
         if rank == 0:
             torch.save(res, f"{out}/tg_rank0.pt")
+        torch.distributed.barrier()  # nobody tears down while the other rank still communicates
     finally:
         torch.distributed.destroy_process_group()
 
