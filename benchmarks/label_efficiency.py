@@ -74,13 +74,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", required=True, help="experiment name: label_efficiency_<name>.{json,md,png}")
     p.add_argument("--config", help="base config: data + trainer (its model section is overridden)")
-    p.add_argument("--methods", nargs="+", help="method configs (YAML with only a model: section)")
+    p.add_argument(
+        "--methods", nargs="+", metavar="[NAME=]CONFIG",
+        help="method configs (YAML with only a model: section); NAME= names a variant (default: the file's stem)",
+    )
     p.add_argument("--labels-per-class", nargs="+", type=int, help="labelled videos per class")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--max-steps", type=int, help="optimiser steps of every run")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="extra CLI override for every run, e.g. data.init_args.batch_size=8 (repeatable)",
+    )
+    p.add_argument(
+        "--method-set", action="append", default=[], metavar="NAME:KEY=VALUE",
+        help="override for one method only, e.g. mt99:model.init_args.teacher.init_args.decay=0.99 (repeatable)",
     )
     p.add_argument("--out-dir", default=str(HERE / "results"), help="where the .json/.md/.png go")
     p.add_argument("--runs-dir", default=None, help="training logs (default runs/label_efficiency/<name>)")
@@ -101,6 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for s in args.set:
         if "=" not in s:
             p.error(f"--set needs KEY=VALUE, got {s!r}")
+    for s in args.method_set:
+        if ":" not in s or "=" not in s.split(":", 1)[1]:
+            p.error(f"--method-set needs NAME:KEY=VALUE, got {s!r}")
     return args
 
 
@@ -551,15 +561,25 @@ def main(argv=None) -> dict:
             raise SystemExit(f"{json_path} holds no runs")
         return write_outputs(data, out_dir, results) | {"data": data}
 
-    for f in [args.config, *args.methods]:
+    for f in [args.config, *(m.partition("=")[2] if "=" in m and "/" not in m.partition("=")[0] else m for m in args.methods)]:
         if not Path(f).is_file():
             raise SystemExit(f"no such config: {f}")
     methods = {}
-    for mc in args.methods:
-        key = Path(mc).stem
-        if key in methods:
-            key = _rel(mc)
-        methods[key] = mc
+    for item in args.methods:
+        name, sep, mc = item.partition("=")
+        if not sep or "/" in name or os.sep in name:
+            name, mc = Path(item).stem, item
+            if name in methods:
+                name = _rel(item)
+        if name in methods:
+            raise SystemExit(f"two methods are named {name!r}; name them with NAME=CONFIG")
+        methods[name] = mc
+    method_sets: dict[str, list[str]] = {k: [] for k in methods}
+    for item in args.method_set:
+        name, kv = item.split(":", 1)
+        if name not in methods:
+            raise SystemExit(f"--method-set {item!r}: no method named {name!r} (methods: {', '.join(methods)})")
+        method_sets[name].append(kv)
     runs_dir = Path(args.runs_dir or Path("runs") / "label_efficiency" / args.name)
     base = strip_model(args.config, runs_dir / "base_config.yaml")
     plan = []
@@ -576,8 +596,8 @@ def main(argv=None) -> dict:
                     "labels_per_class": k,
                     "seed": seed,
                     "max_steps": args.max_steps,
-                    "sets": list(args.set),
-                    "settings_id": _settings_id(str(base), mc, args.max_steps, args.set),
+                    "sets": list(args.set) + method_sets[key],
+                    "settings_id": _settings_id(str(base), mc, args.max_steps, list(args.set) + method_sets[key]),
                     "run_dir": str(runs_dir / f"{key}_k{k}_s{seed}"),
                 })
     done = {_run_key(r) for r in data["runs"]}
@@ -586,7 +606,11 @@ def main(argv=None) -> dict:
     data.setdefault("commands", [])
     if command not in data["commands"]:
         data["commands"].append(command)
-    data.update(config=_rel(args.config), sets=list(args.set), method_configs={k: _rel(v) for k, v in methods.items()})
+    data.update(
+        config=_rel(args.config),
+        sets=list(args.set),
+        method_configs={k: _rel(v) + "".join(f" + {s}" for s in method_sets[k]) for k, v in methods.items()},
+    )
     data["machine"] = _machine()
     data.setdefault("loadavg", _loadavg())
     # Runs of this invocation replace stored ones with the same key; others are kept (resume).
