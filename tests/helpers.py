@@ -170,3 +170,18 @@ def write_audio_only(path: str | os.PathLike, seconds: float = 0.1, rate: int = 
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+def make_broken(kind: str, tmp_path, video_factory) -> str:
+    """A broken video of the given kind (zero_byte, truncated_mp4, text_as_mp4, missing, audio_only)."""
+    if kind == "zero_byte":
+        return write_zero_byte(tmp_path / "zero.mp4")
+    if kind == "truncated_mp4":  # the index (moov) is at the end: nothing is readable
+        return write_truncated(tmp_path / "trunc.mp4", video_factory("full.mp4", num_frames=24), 0.5)
+    if kind == "text_as_mp4":
+        return write_text(tmp_path / "text.mp4")
+    if kind == "missing":
+        return str(tmp_path / "missing.mp4")
+    if kind == "audio_only":
+        return write_audio_only(tmp_path / "audio.mkv")
+    raise AssertionError(kind)

@@ -108,10 +108,7 @@ class PyAVDecoder:
     def _open(self, path: str):
         import av
 
-        if not os.path.isfile(path):
-            raise VideoDecodeError(path, "file not found")
-        if os.path.getsize(path) == 0:
-            raise VideoDecodeError(path, "empty file (0 bytes)")
+        check_file(path)
         try:
             return av.open(path, metadata_errors="ignore")
         except Exception as e:  # av.error.FFmpegError and friends: not a readable container
@@ -194,6 +191,14 @@ class PyAVDecoder:
         while len(result) < len(wanted):
             result.append(rgb(last))
         return result
+
+
+def check_file(path: str) -> None:
+    """The typed error for a missing or empty file, before any backend touches it."""
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
 
 
 def _to_rgb(frame, width: int, height: int) -> np.ndarray:

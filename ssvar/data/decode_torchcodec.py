@@ -23,13 +23,12 @@ past the last frame repeat the last frame.
 from __future__ import annotations
 
 import math
-import os
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ssvar.data.decode import FramePlan, VideoDecodeError, VideoInfo, resized_shape
+from ssvar.data.decode import FramePlan, VideoDecodeError, VideoInfo, check_file, resized_shape
 
 _INSTALL_HINT = (
     "The 'torchcodec' decoder needs the torchcodec package (`pip install ssvar[torchcodec]`, "
@@ -120,10 +119,7 @@ class TorchCodecDecoder:
 
     # -- opening and metadata -------------------------------------------------------------
     def _open(self, path: str):
-        if not os.path.isfile(path):
-            raise VideoDecodeError(path, "file not found")
-        if os.path.getsize(path) == 0:
-            raise VideoDecodeError(path, "empty file (0 bytes)")
+        check_file(path)
         try:
             decoder = self._VideoDecoder(
                 path,

@@ -21,10 +21,8 @@ from helpers import (
     clip_indices_of,
     decoded_index,
     frame_times,
-    write_audio_only,
-    write_text,
+    make_broken,
     write_truncated,
-    write_zero_byte,
 )
 
 from ssvar.data.decode import PyAVDecoder, VideoDecodeError, VideoInfo, decoder_from_name
@@ -213,24 +211,12 @@ def test_plan_past_the_end_repeats_the_last_frame(video_factory, name, codec):
 
 
 # -- broken files -----------------------------------------------------------------------------
-def _broken(kind: str, tmp_path, video_factory) -> str:
-    if kind == "zero_byte":
-        return write_zero_byte(tmp_path / "zero.mp4")
-    if kind == "truncated_mp4":  # the index (moov) is at the end: nothing is readable
-        return write_truncated(tmp_path / "trunc.mp4", video_factory("full.mp4", num_frames=24), 0.5)
-    if kind == "text_as_mp4":
-        return write_text(tmp_path / "text.mp4")
-    if kind == "missing":
-        return str(tmp_path / "missing.mp4")
-    if kind == "audio_only":
-        return write_audio_only(tmp_path / "audio.mkv")
-    raise AssertionError(kind)
 
 
 @needs_torchcodec
 @pytest.mark.parametrize("kind", ["zero_byte", "truncated_mp4", "text_as_mp4", "missing", "audio_only"])
 def test_broken_files_raise_video_decode_error(tmp_path, video_factory, kind):
-    path = _broken(kind, tmp_path, video_factory)
+    path = make_broken(kind, tmp_path, video_factory)
     with pytest.raises(VideoDecodeError) as e:
         TorchCodecDecoder().decode(path, lambda info: [0, 1])
     assert e.value.path == path and e.value.reason and path in str(e.value)
