@@ -420,6 +420,30 @@ def render_markdown(data: dict, png_name: str | None) -> str:
                 row.append(f"**{cell}**" if best[(k, m)] is not None and abs(mu - best[(k, m)]) < 1e-12 else cell)
         row.append(f"{statistics.fmean(a['wall_s']):.0f}")
         lines.append("| " + " | ".join(row) + " |")
+    # Paired by seed: a seed draws the same labelled videos for every method.
+    base = next((m for m, a in agg.items() if a["class"] == "Supervised"), None)
+    if base is not None and len(agg) > 1:
+        lines += ["", f"Paired difference to {names[base]} (same seed = same labelled videos), top-1 points: "
+                  "mean ± std over seeds [seeds better / worse]:", "",
+                  "| method | " + " | ".join(f"{k}/class" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+        for meth, a in agg.items():
+            if meth == base:
+                continue
+            cells = []
+            for k in ks:
+                mine, ref = a["by_k"].get(k), agg[base]["by_k"].get(k)
+                if not mine or not ref:
+                    cells.append("–")
+                    continue
+                ref_by_seed = dict(zip(ref["seeds"], ref["acc1"]))
+                diffs = [100 * (v - ref_by_seed[s]) for s, v in zip(mine["seeds"], mine["acc1"]) if s in ref_by_seed]
+                if not diffs:
+                    cells.append("–")
+                    continue
+                mu, sd = _mean_std(diffs)
+                better, worse = sum(d > 1e-9 for d in diffs), sum(d < -1e-9 for d in diffs)
+                cells.append(f"{mu:+.1f} ± {sd:.1f} [{better}/{worse}]")
+            lines.append(f"| {names[meth]} | " + " | ".join(cells) + " |")
     # Per-seed values, so nobody has to trust the mean.
     lines += ["", "Per seed (top-1 / mean class acc, %):", "", "| method | labels/class | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|---:|" + "---:|" * len(seeds)]
