@@ -1,8 +1,8 @@
 """Label efficiency: methods compared at EQUAL steps over labels-per-class and seeds.
 
-Each run composes a base config (data + trainer) with a method config (only a ``model:``
-section, e.g. ``examples/configs/methods/fixmatch.yaml``) through LightningCLI's repeated
-``--config`` (later files override), then sets::
+Each run composes a base config (data + trainer; its ``model:`` section, if any, is dropped) with
+a method config (only a ``model:`` section, e.g. ``examples/configs/methods/fixmatch.yaml``)
+through LightningCLI's repeated ``--config``, then sets::
 
     --seed_everything S  --data.init_args.seed S  --data.init_args.labeled_per_class K
     --trainer.max_steps N  --trainer.max_epochs -1
@@ -15,6 +15,8 @@ weights with the data module's multi-view test (``test/acc1_<clips>x<crops>``,
 ``test/mean_class_acc_<clips>x<crops>``). Runs go in-process by default (``--isolate``: one
 subprocess per run). Training logs (CSV) go to ``--runs-dir``; the mean over the last quarter
 of training of ``train/pl_mask_rate``, ``train/pl_acc``, ... is kept with each run.
+``--set KEY=VALUE`` overrides every run; variants of one method config are named
+``NAME=CONFIG`` and given their own overrides with ``--method-set NAME:KEY=VALUE``.
 
 Outputs (``--out-dir``, default ``benchmarks/results``): ``label_efficiency_<name>.json`` (raw
 per-run results; runs already there with the same settings are skipped, so an interrupted
@@ -27,6 +29,9 @@ the "Label efficiency" section of ``benchmarks/RESULTS.md`` (only its own sub-bl
         --methods examples/configs/methods/supervised.yaml examples/configs/methods/fixmatch.yaml \\
         examples/configs/methods/mean_teacher.yaml --labels-per-class 1 2 --seeds 0 1 2 --max-steps 300
     python benchmarks/label_efficiency.py --name synthetic --from-json   # tables/plot again
+    # a variant: Mean Teacher with another consistency weight, next to the shipped one
+    ... --methods examples/configs/methods/mean_teacher.yaml mt_w10=examples/configs/methods/mean_teacher.yaml \
+        --method-set mt_w10:model.init_args.consistency_weight=10
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 import os
 import platform
 import shlex
@@ -349,8 +353,13 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 def aggregate(runs: list[dict]) -> dict:
     """{method: {"name", "by_k": {k: {metric: [values by seed]}}, "wall_s": [...]}} in run order."""
     agg: dict = {}
+    # A method name run under different settings (a config edited between runs) is split, not mixed.
+    ids: dict[str, set] = {}
     for r in runs:
-        a = agg.setdefault(r["method"], {"class": r["method_class"], "by_k": {}, "wall_s": [], "seeds": {}})
+        ids.setdefault(r["method"], set()).add(r["settings_id"])
+    for r in runs:
+        key = r["method"] if len(ids[r["method"]]) == 1 else f"{r['method']}@{r['settings_id'][:6]}"
+        a = agg.setdefault(key, {"class": r["method_class"], "by_k": {}, "wall_s": [], "seeds": {}})
         slot = a["by_k"].setdefault(r["labels_per_class"], {m: [] for m in METRICS} | {"seeds": [], "train": []})
         for m in METRICS:
             slot[m].append(r[m])
@@ -517,8 +526,9 @@ def render_png(data: dict, path: Path) -> None:
                     pts = [100 * v for v in a["by_k"][x][m]]
                     ax.scatter([x + off] * len(pts), pts, color=c, s=10, alpha=0.4)
         if len(ks) == 1:
-            ax.set_xticks(range(n), [names[k] for k in agg])
+            ax.set_xticks(range(n), [names[k] for k in agg], rotation=25, ha="right", fontsize=8)
             ax.set_xlabel(f"{ks[0]} labelled videos per class")
+            ax.set_ylim(0, 100)
         else:
             ax.set_xticks(ks)
             ax.set_xlabel("labelled videos per class")
@@ -528,7 +538,12 @@ def render_png(data: dict, path: Path) -> None:
         ax.set_ylabel(f"test {METRIC_TITLES[m]} (%)")
         ax.set_title(f"{METRIC_TITLES[m]}, mean ± std over seeds")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if len(ks) == 1:  # the bars are named on the axis; the legend only says what the line is
+            handles = [h for h in ax.get_legend_handles_labels()[0] if h.get_label() == "chance"]
+            if handles:
+                ax.legend(handles=handles, fontsize=8, loc="upper right")
+        else:
+            ax.legend(fontsize=8)
     fig.suptitle(f"label efficiency: {data['name']} ({'/'.join(map(str, steps))} steps per run)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

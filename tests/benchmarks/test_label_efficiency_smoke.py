@@ -1,5 +1,5 @@
-"""Smoke test of benchmarks/label_efficiency.py: 2 methods x 1 label count x 1 seed x 2 steps on a
-tiny SyntheticActions set, in-process (about 20 s on one CPU)."""
+"""Smoke test of benchmarks/label_efficiency.py: 2 methods (one a named variant with its own
+override) x 1 label count x 1 seed x 2 steps on a tiny SyntheticActions set, in-process (~10 s)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
     argv = [
         "--name", "tiny",
         "--config", str(REPO / "examples" / "configs" / "demo.yaml"),
-        "--methods", str(METHODS / "supervised.yaml"), str(METHODS / "fixmatch.yaml"),
+        "--methods", str(METHODS / "supervised.yaml"), f"fixmatch_self={METHODS / 'fixmatch.yaml'}",
+        "--method-set", "fixmatch_self:model.init_args.teacher=null",
         "--labels-per-class", "1", "--seeds", "0", "--max-steps", "2",
         "--out-dir", str(out_dir), "--runs-dir", str(runs_dir), "--no-progress",
         "--write", "--results", str(results),
@@ -57,6 +58,8 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
     data = json.loads(outs["json"].read_text())
     assert len(data["runs"]) == 2
     assert {r["method_class"] for r in data["runs"]} == {"Supervised", "FixMatch"}
+    assert {r["method"] for r in data["runs"]} == {"supervised", "fixmatch_self"}
+    assert "model.init_args.teacher=null" in next(r for r in data["runs"] if r["method"] == "fixmatch_self")["sets"]
     for r in data["runs"]:
         assert r["steps"] == 2 and r["labels_per_class"] == 1 and r["seed"] == 0
         assert 0.0 <= r["acc1"] <= 1.0 and 0.0 <= r["mean_class_acc"] <= 1.0
