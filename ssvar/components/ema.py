@@ -62,6 +62,7 @@ class EMATeacher(nn.Module):
         # Optimiser steps already folded in: guards against double updates and survives resume.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_decay", torch.tensor(decay))
+        self._num_updates: int | None = None  # host copy of num_updates: no device sync per step
 
     def attach(self, student: nn.Module) -> "EMATeacher":
         """Start the teacher as a copy of ``student`` (call once, in the method's constructor)."""
@@ -92,12 +93,17 @@ class EMATeacher(nn.Module):
         same step are ignored, so only real optimiser steps count."""
         if self.model is None:
             raise RuntimeError("EMATeacher.attach(student) was never called")
-        if step <= int(self.num_updates):
+        if self._num_updates is None:  # read the buffer once (after construction or a load)
+            self._num_updates = int(self.num_updates)
+        if step <= self._num_updates:
             return
         d = self.current_decay(step, total_steps)
-        t_params = dict(self.model.named_parameters())
-        for name, p in student.named_parameters():
-            t_params[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
+        # The teacher is a deep copy of the student: parameters line up in order.
+        t_params = list(self.model.parameters())
+        s_params = [p.detach() for p in student.parameters()]
+        if len(t_params) != len(s_params):
+            raise RuntimeError("the student no longer matches the teacher it was attached to")
+        torch._foreach_lerp_(t_params, s_params, 1.0 - d)  # t += (1 - d) (s - t), one fused call
         if self.buffers_policy != "teacher_forward":
             t_bufs = dict(self.model.named_buffers())
             for name, b in student.named_buffers():
@@ -108,7 +114,12 @@ class EMATeacher(nn.Module):
                     t.copy_(b)
             _broadcast_buffers(self.model)
         self.num_updates.fill_(step)
+        self._num_updates = step
         self.last_decay.fill_(d)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._num_updates = None  # the loaded counter is read again at the next update
 
     @torch.no_grad()
     def forward(self, *args, **kwargs):

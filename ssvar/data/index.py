@@ -6,7 +6,7 @@ Every parser in :mod:`ssvar.data.splits` returns a :class:`VideoIndex`; datasets
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 class SplitError(ValueError):
@@ -72,10 +72,6 @@ class VideoIndex:
                 where = f" (listed at {r.origin})" if r.origin else ""
                 raise SplitError(f"video file not found: {full}{where}")
         return self
-
-    def relabel_hidden(self) -> "VideoIndex":
-        """Same records with the label kept (used for hidden labels of unlabelled data)."""
-        return VideoIndex([replace(r) for r in self.records], list(self.classes))
 
 
 def path_key(path: str) -> str:

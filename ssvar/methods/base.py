@@ -195,19 +195,21 @@ class SemiSupervisedModule(L.LightningModule):
         return MetricCollection(m)
 
     # -- batches --------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Count skipped videos while the batch is still on the host: no device sync per step.
+        parts = [batch.get("labeled"), batch.get("unlabeled"), batch] if isinstance(batch, dict) else []
+        for p in parts:
+            if isinstance(p, dict) and isinstance(p.get("decode_failures"), torch.Tensor):
+                self.decode_failures += int(p["decode_failures"].sum())
+        return batch
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Workers ship uint8; convert and normalise here, on the device.
         return _normalize_tree(batch, self.hparams.mean, self.hparams.std)
 
-    def _count_failures(self, *parts: dict) -> None:
-        n = sum(int(p["decode_failures"].sum()) for p in parts if p and "decode_failures" in p)
-        if n:
-            self.decode_failures += n
-
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
-        self._count_failures(labeled, unlabeled)
         y = labeled["label"]
         self._pseudo_labels = None
         # The method sees the unlabelled batch without its true labels.
@@ -276,7 +278,6 @@ class SemiSupervisedModule(L.LightningModule):
         return out.mean(1)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._count_failures(batch)
         scores = self._view_logits(batch["video"])
         y = batch["label"]
         self.val_metrics.update(scores, y)
@@ -290,7 +291,6 @@ class SemiSupervisedModule(L.LightningModule):
         self.val_metrics.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._count_failures(batch)
         scores = self._view_logits(batch["video"])
         self.test_metrics.update(scores, batch["label"])
         self.test_confusion.update(scores, batch["label"])
