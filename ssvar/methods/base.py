@@ -134,10 +134,22 @@ class SemiSupervisedModule(L.LightningModule):
         override this instead. ``unlabeled`` never holds labels.
         """
         logits = self(labeled["weak"])
-        losses = {"supervised": F.cross_entropy(logits, labeled["label"], label_smoothing=self.hparams.label_smoothing)}
+        losses = {"supervised": self.supervised_loss(logits, labeled["label"])}
         if unlabeled:
             losses.update(self.unsupervised_loss(unlabeled))
         return losses, logits
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the labelled clips (with the configured label smoothing)."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+
+    def forward_joint(self, *clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One forward pass of several clip batches concatenated, logits split back.
+
+        BatchNorm then normalises labelled and unlabelled clips with the statistics of the one
+        mixed batch and its running statistics see that mix, as in the reference FixMatch code
+        (separate passes give each view its own batch statistics); one pass is also cheaper."""
+        return self(torch.cat(clips)).split([c.shape[0] for c in clips])
 
     def monitor_pseudo_labels(self, pl: PseudoLabels) -> None:
         """Called by a method inside :meth:`unsupervised_loss` with the pseudo-labels it used; the

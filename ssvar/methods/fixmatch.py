@@ -8,6 +8,9 @@ Per iteration:
 3. cross-entropy of the strong view (RandAugment on the same frames and crop) against the
    confident pseudo-labels, summed over the batch and divided by the whole unlabelled batch;
 4. ``L = L_s + lambda_u * L_u``, with ``L_u`` switched off for the first ``unsup_warmup_steps``.
+
+With ``joint_forward`` (default) the labelled clips and the strong views go through the student
+in one batch, as in the reference FixMatch code (BatchNorm sees one mixed batch).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class FixMatch(SemiSupervisedModule):
         teacher: an :class:`EMATeacher` to produce the pseudo-labels; ``None``: the model itself.
         unsup_warmup_steps: iterations before the unlabelled loss is switched on (LTG's
             ``warmup_epoch``); a float in (0, 1) is a fraction of the total iterations.
+        joint_forward: labelled clips and strong views in one student pass (reference FixMatch
+            code) rather than two passes with separate BatchNorm batch statistics.
         **kwargs: :class:`SemiSupervisedModule` arguments (optimiser, schedule, ...).
     """
 
@@ -46,6 +51,7 @@ class FixMatch(SemiSupervisedModule):
         pseudo_labeler: PseudoLabeler | None = None,
         teacher: EMATeacher | None = None,
         unsup_warmup_steps: float = 0,
+        joint_forward: bool = True,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
@@ -53,6 +59,7 @@ class FixMatch(SemiSupervisedModule):
         self.teacher = teacher.attach(self.classifier()) if teacher is not None else None
         self.lambda_u = lambda_u
         self.unsup_warmup_steps = unsup_warmup_steps
+        self.joint_forward = joint_forward
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         return {
@@ -60,12 +67,31 @@ class FixMatch(SemiSupervisedModule):
             "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
         }
 
-    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        step = self.global_step
-        with torch.no_grad():  # targets never carry gradients
-            logits_weak = self.teacher(unlabeled["weak"]) if self.teacher is not None else self(unlabeled["weak"])
-        pl = self.pseudo_labeler(logits_weak, step)
+    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if not unlabeled:
+            return super().compute_losses(labeled, unlabeled)
+        pl = self.pseudo_labels(unlabeled["weak"])
+        if self.joint_forward:
+            logits, logits_strong = self.forward_joint(labeled["weak"], unlabeled["strong"])
+        else:
+            logits, logits_strong = self(labeled["weak"]), self(unlabeled["strong"])
+        losses = {"supervised": self.supervised_loss(logits, labeled["label"]), "unsupervised": self.unlabeled_term(logits_strong, pl)}
+        return losses, logits
+
+    def pseudo_labels(self, weak: torch.Tensor):
+        """Step 2: targets from the weak view (teacher or the model itself), never with gradients."""
+        with torch.no_grad():
+            logits_weak = self.teacher(weak) if self.teacher is not None else self(weak)
+        pl = self.pseudo_labeler(logits_weak, self.global_step)
         self.monitor_pseudo_labels(pl)
-        loss = self.pseudo_labeler.loss(self(unlabeled["strong"]), pl)
-        weight = self.lambda_u if step >= self.unsup_warmup_iterations() else 0.0
-        return {"unsupervised": weight * loss}
+        return pl
+
+    def unlabeled_term(self, logits_strong: torch.Tensor, pl) -> torch.Tensor:
+        """Step 3-4: masked cross-entropy of the strong view, weighted (0 during the warm-up)."""
+        weight = self.lambda_u if self.global_step >= self.unsup_warmup_iterations() else 0.0
+        return weight * self.pseudo_labeler.loss(logits_strong, pl)
+
+    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The unlabelled loss alone (separate student pass on the strong view)."""
+        pl = self.pseudo_labels(unlabeled["weak"])
+        return {"unsupervised": self.unlabeled_term(self(unlabeled["strong"]), pl)}

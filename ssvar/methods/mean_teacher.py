@@ -9,6 +9,9 @@ Per iteration:
    averaged over the batch), weighted by ``consistency_weight`` times a sigmoid ramp-up
    ``exp(-5 (1 - t)^2)`` over ``rampup_steps``;
 5. after the optimiser step the teacher becomes ``d * teacher + (1 - d) * student``.
+
+With ``joint_forward`` (default) the labelled clips and the strong views go through the student
+in one batch (BatchNorm sees one mixed batch, as in FixMatch's reference code).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class MeanTeacher(SemiSupervisedModule):
         consistency: ``"mse"`` on probabilities (the paper) or ``"kl"`` (teacher || student).
         monitor_threshold: confidence level at which the teacher's predictions count as
             confident in the pseudo-label quality logs (no effect on the loss).
+        joint_forward: labelled clips and strong views in one student pass rather than two.
         **kwargs: :class:`SemiSupervisedModule` arguments.
     """
 
@@ -51,6 +55,7 @@ class MeanTeacher(SemiSupervisedModule):
         rampup_steps: float = 0.3,
         consistency: Literal["mse", "kl"] = "mse",
         monitor_threshold: float = 0.95,
+        joint_forward: bool = True,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
@@ -61,6 +66,7 @@ class MeanTeacher(SemiSupervisedModule):
         self.rampup_steps = rampup_steps
         self.consistency = consistency
         self._monitor = PseudoLabeler(threshold=monitor_threshold)
+        self.joint_forward = joint_forward
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         return {
@@ -75,10 +81,21 @@ class MeanTeacher(SemiSupervisedModule):
         t = min(1.0, step / length)
         return math.exp(-5.0 * (1.0 - t) ** 2)
 
+    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if not unlabeled or not self.joint_forward:
+            return super().compute_losses(labeled, unlabeled)
+        teacher_logits = self.teacher(unlabeled["weak"])
+        logits, student_logits = self.forward_joint(labeled["weak"], unlabeled["strong"])
+        losses = {"supervised": self.supervised_loss(logits, labeled["label"]), "consistency": self.consistency_term(student_logits, teacher_logits)}
+        return losses, logits
+
     def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         teacher_logits = self.teacher(unlabeled["weak"])
+        return {"consistency": self.consistency_term(self(unlabeled["strong"]), teacher_logits)}
+
+    def consistency_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Steps 2-4: the ramped-up consistency between student (strong) and teacher (weak)."""
         self.monitor_pseudo_labels(self._monitor(teacher_logits))
-        student_logits = self(unlabeled["strong"])
         target = teacher_logits.softmax(dim=1)
         if self.consistency == "mse":
             loss = (student_logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
@@ -86,4 +103,4 @@ class MeanTeacher(SemiSupervisedModule):
             loss = F.kl_div(student_logits.log_softmax(dim=1), target, reduction="batchmean")
         weight = self.consistency_weight * self.rampup(self.global_step)
         self.log("train/consistency_weight", weight, batch_size=student_logits.shape[0])
-        return {"consistency": weight * loss}
+        return weight * loss
