@@ -99,6 +99,8 @@ class FeatureTSNE(L.Callback):
     """At the end of ``test``: a t-SNE of the pooled backbone features of the test videos (views
     averaged), coloured by true class (``test_tsne.png``; also logged as a figure).
 
+    Under DDP each rank sees its shard of the test set; rank 0 draws its own shard.
+
     Args:
         max_samples: keep at most this many test videos (t-SNE is quadratic).
         filename: PNG name in the log folder.

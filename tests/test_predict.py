@@ -61,6 +61,11 @@ def test_predict_from_every_methods_checkpoint(tmp_path, capsys, method):
     top = out[0]["top"][0]
     assert top["class"] == names[int(ref.argmax())]
     assert abs(top["prob"] - float(ref.max())) < 1e-4
+    # The checkpoint alone rebuilds the whole method (backbone config kept in its hyperparameters).
+    again = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu")
+    assert again.class_names == names and again.clip_settings["test_clips"] == 2
+    for k, v in cli.model.state_dict().items():
+        assert torch.equal(v.cpu(), again.state_dict()[k]), k
 
 
 def test_predict_table_folder_and_broken_file(tmp_path, capsys):
