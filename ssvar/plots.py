@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -168,6 +169,7 @@ def plot_pseudo_label_curves(
     if not drawn:
         ax.text(0.5, 0.5, "no pseudo-label metrics logged\n(a supervised-only method?)", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel("fraction")
     ax.set_title(title)
