@@ -55,6 +55,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "splits":
         from ssvar.data.splits import splits_main
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         from ssvar.predict import predict_main
 
         return predict_main(argv[1:])
-    run_cli(argv)
+    # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
+    run_cli(None if from_command_line else argv)
     return 0
 
 
