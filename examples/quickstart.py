@@ -24,7 +24,9 @@
 # 5. a **t-SNE** of the learnt features;
 # 6. **predict** the class of a video file.
 #
-# Full settings take 2-6 minutes on 2 CPU cores (the demo config, `examples/configs/demo.yaml`, is the same run).
+# Full settings (the same run as `examples/configs/demo.yaml`: 10 classes, 10 labelled videos per class,
+# 24 epochs = 312 steps) used about 6.5 minutes of CPU time, i.e. roughly 3-5 minutes on an idle 2-core
+# machine (much longer on a busy one). They reached 37.8 % top-1 (chance 10 %) when we ran it.
 
 # %%
 import os
@@ -129,6 +131,14 @@ trainer.save_checkpoint(ckpt)
 scalars = read_scalars(trainer.log_dir)
 plot_pseudo_label_curves(scalars, f"{OUT}/pseudo_label_curves.png", title="FixMatch on SyntheticActions")
 show(f"{OUT}/pseudo_label_curves.png")
+
+# %% [markdown]
+# How to read it: in our full run the mask rate stayed mostly below 5 % (at most 1 clip of a batch of 8): the tiny network is rarely 80 %
+# sure about an unlabelled clip in 312 steps, so the unlabelled loss is small and FixMatch trains almost
+# like the labelled-only baseline. The confident-accuracy curve is noisy because it averages only the
+# few clips that pass. Levers: a lower `threshold`, pseudo-labels from an EMA teacher
+# (`teacher=EMATeacher(0.95, schedule="rampup")`), more steps. The overall pseudo-label accuracy (all
+# clips, whether they pass or not) rose from chance (10 %) to about 30-40 %.
 
 # %% [markdown]
 # ## 4. Test with several views, confusion matrix
