@@ -104,8 +104,7 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     # Only the inference network must match exactly; parts the rebuilt method lacks (a teacher
     # given as a module in Python) or adds are irrelevant to prediction.
     missing, _ = model.load_state_dict(ckpt["state_dict"], strict=False)
-    needed = {f"{name}" for name, _ in _inference_keys(model)}
-    lost = sorted(needed & set(missing))
+    lost = sorted(set(_inference_keys(model)) & set(missing))
     if lost:
         raise RuntimeError(f"{ckpt_path} does not hold the inference network's weights: missing {lost[:5]}")
     model.class_names = list(ckpt.get("ssvar_class_names") or model.class_names)
@@ -113,11 +112,10 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     return model.eval()
 
 
-def _inference_keys(model) -> list[tuple[str, torch.Tensor]]:
+def _inference_keys(model) -> list[str]:
     """State-dict keys (in the method's naming) of the tensors its inference network uses."""
-    inf = model.inference_model()
-    ids = {id(t) for t in inf.state_dict(keep_vars=True).values()}
-    return [(k, v) for k, v in model.state_dict(keep_vars=True).items() if id(v) in ids]
+    ids = {id(t) for t in model.inference_model().state_dict(keep_vars=True).values()}
+    return [k for k, v in model.state_dict(keep_vars=True).items() if id(v) in ids]
 
 
 @torch.no_grad()
@@ -177,8 +175,8 @@ def predict_videos(
         logits = net(normalize_video(x.to(device), hp.mean, hp.std))
         probs = logits.softmax(-1).mean(0) if hp.get("test_average", "prob") == "prob" else logits.mean(0).softmax(-1)
         p, j = probs.topk(min(top_k, probs.numel()))
-        label = lambda c: names[c] if c < len(names) else str(c)  # noqa: E731
-        out.append(Prediction(videos[i], [(label(int(c)), float(q)) for c, q in zip(j, p)], views))
+        top = [(names[c] if c < len(names) else str(c), float(q)) for c, q in zip(j.tolist(), p)]
+        out.append(Prediction(videos[i], top, views))
     return out
 
 
