@@ -135,7 +135,7 @@ assert 0 == ssvar(args + (["--groups", GROUPS_CSV] if GROUPS_CSV else []))
 config = {
     "seed_everything": 0,
     "trainer": {
-        "accelerator": "cpu", "devices": 1, "default_root_dir": OUT, "log_every_n_steps": 1 if QUICK else 5,
+        "accelerator": "cpu", "devices": 1, "default_root_dir": OUT, "log_every_n_steps": 1,
         "max_epochs": 1 if QUICK else 8, "max_steps": 2 if QUICK else -1,
         "check_val_every_n_epoch": 1 if QUICK else 8, "limit_val_batches": 1 if QUICK else 1.0,
         "enable_progress_bar": not QUICK,
