@@ -4,6 +4,8 @@
   ``class_path`` (any ``ssvar.methods`` method, any ``ssvar.data`` DataModule).
 * ``ssvar splits make|verify ...``: class-balanced labelled subsets and their checks.
 * ``ssvar check-videos ROOT``: list unreadable or too-short videos (exit status 1 if any).
+* ``ssvar predict --ckpt X.ckpt VIDEO_OR_FOLDER ...``: top-k classes of new videos
+  (``ssvar.predict``); with ``--config`` it is LightningCLI's predict on a data module instead.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "splits":
         from ssvar.data.splits import splits_main
@@ -62,8 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         from ssvar.data.check import check_videos_main
 
         return check_videos_main(argv[1:])
-    run_cli(argv)
+    if argv and argv[0] == "predict" and not _lightning_predict(argv[1:]):
+        from ssvar.predict import predict_main
+
+        return predict_main(argv[1:])
+    # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
+    run_cli(None if from_command_line else argv)
     return 0
+
+
+def _lightning_predict(args: list[str]) -> bool:
+    """``ssvar predict`` goes to LightningCLI when it is given a config or model/data arguments."""
+    own = ("-c", "--config", "--print_config", "--model", "--data", "--trainer")
+    return any(a.split("=", 1)[0] in own or a.startswith(("--model.", "--data.", "--trainer.")) for a in args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -80,3 +81,141 @@ def log_figure(logger, tag: str, fig, step: int) -> None:
             logger.log_image(key=tag, images=[wandb.Image(fig)], step=step)
     finally:
         plt.close(fig)
+
+
+# -- training curves ------------------------------------------------------------------------------
+PSEUDO_LABEL_METRICS = {
+    "train/pl_mask_rate": "mask rate (share of unlabelled clips used)",
+    "train/pl_acc": "pseudo-label accuracy (all, vs hidden labels)",
+    "train/pl_acc_confident": "pseudo-label accuracy (confident ones)",
+    "train/pl_threshold": "threshold",
+}
+
+
+def read_metrics_csv(path: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Scalars of a Lightning ``CSVLogger`` ``metrics.csv``: ``{name: (steps, values)}``."""
+    import csv
+
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for k, v in row.items():
+                if k in ("step", "epoch") or v in ("", None):
+                    continue
+                steps, values = out.setdefault(k, ([], []))
+                steps.append(step)
+                values.append(float(v))
+    return out
+
+
+def read_tensorboard_scalars(log_dir: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Scalars of the TensorBoard event files in ``log_dir``: ``{name: (steps, values)}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(log_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)]) for tag in acc.Tags()["scalars"]}
+
+
+def read_scalars(log_dir: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Logged scalars of a run folder: its ``metrics.csv`` (CSVLogger) or TensorBoard events."""
+    import glob
+    import os
+
+    csvs = sorted(glob.glob(os.path.join(log_dir, "**", "metrics.csv"), recursive=True))
+    if csvs:
+        return read_metrics_csv(csvs[-1])
+    if glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True):
+        return read_tensorboard_scalars(log_dir)
+    raise FileNotFoundError(f"no metrics.csv or TensorBoard events under {log_dir}")
+
+
+def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    if window <= 1 or len(v) < window:
+        return v
+    kernel = np.ones(window) / window
+    # Valid part of the moving average, padded at the start with the running mean.
+    head = np.cumsum(v[: window - 1]) / np.arange(1, window)
+    return np.concatenate([head, np.convolve(v, kernel, mode="valid")])
+
+
+def plot_pseudo_label_curves(
+    scalars: dict[str, tuple[Sequence[int], Sequence[float]]],
+    path: str | None = None,
+    title: str = "pseudo-label quality",
+    smooth: int = 5,
+):
+    """Mask rate and pseudo-label accuracy (and threshold) over training steps.
+
+    ``scalars`` maps metric names to ``(steps, values)``, as :func:`read_scalars` or the
+    :class:`~ssvar.callbacks.PseudoLabelCurves` callback give them; the ``train/pl_*`` metrics
+    present are drawn (thin: raw, thick: moving average over ``smooth`` points), accuracy of the
+    supervised batch too when logged, as a reference.
+    """
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    drawn = 0
+    extra = {"train/acc1_labeled": "training accuracy (labelled batch)"}
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"]
+    for (key, label), c in zip({**PSEUDO_LABEL_METRICS, **extra}.items(), colours):
+        if key not in scalars or not len(scalars[key][0]):
+            continue
+        steps, values = scalars[key]
+        ls = "--" if key in ("train/pl_threshold", "train/acc1_labeled") else "-"
+        ax.plot(steps, values, color=c, lw=0.8, alpha=0.35, ls=ls)
+        ax.plot(steps, _smooth(values, smooth), color=c, lw=2, ls=ls, label=label)
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no pseudo-label metrics logged\n(a supervised-only method?)", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("fraction")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+# -- feature embeddings -----------------------------------------------------------------------------
+def plot_tsne(features, labels, class_names: Sequence[str], path: str | None = None, title: str = "t-SNE of features"):
+    """2-D t-SNE (scikit-learn) of ``features`` ``[N, D]`` coloured by ``labels`` ``[N]``.
+
+    The perplexity is capped for small sets (it must stay below N); PCA initialisation and a
+    fixed seed make the picture reproducible; sets up to 300 points use exact t-SNE. Saved as PNG when ``path`` is given; returns the
+    figure (pass it to :func:`log_figure`, which closes it).
+    """
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float32)
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be [N, D] and labels [N], got {x.shape} and {y.shape}")
+    if len(x) < 3:
+        raise ValueError(f"t-SNE needs at least 3 points, got {len(x)}")
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    # Exact gradients for small sets: faster there than Barnes-Hut's threads on a busy CPU.
+    method = "exact" if len(x) <= 300 else "barnes_hut"
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0, method=method).fit_transform(x)
+    names = list(class_names)
+    classes = sorted(set(y.tolist()))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    for c in classes:
+        m = y == c
+        name = names[c] if 0 <= c < len(names) else str(c)
+        ax.scatter(emb[m, 0], emb[m, 1], s=22, color=cmap(c % cmap.N), label=name, alpha=0.85, edgecolors="none")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{title} (n={len(x)}, perplexity {perplexity:.0f})")
+    if len(classes) <= 30:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False, markerscale=1.5)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig

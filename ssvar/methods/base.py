@@ -99,7 +99,10 @@ class SemiSupervisedModule(L.LightningModule):
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters(ignore=["backbone"])
+            # Under LightningCLI the backbone is a plain {class_path, init_args} config: keep it,
+            # so a checkpoint rebuilds its model alone (`ssvar predict`, `load_from_checkpoint`).
+            # A backbone given as a module is not stored (the state dict has its weights).
+            self.save_hyperparameters(ignore=[] if _backbone_config_given() else ["backbone"])
         # Modules (backbone, teacher, parts) live in the state dict, not in the hyperparameters.
         for k in [k for k, v in self.hparams.items() if isinstance(v, nn.Module)]:
             del self.hparams[k]
@@ -107,6 +110,9 @@ class SemiSupervisedModule(L.LightningModule):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, num_classes))
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
+        # How the data module cut clips (frames, stride, crop, views), saved in checkpoints so
+        # `ssvar predict` decodes new videos the same way; empty until a data module is attached.
+        self.clip_settings: dict[str, int] = {}
         self.decode_failures = 0
         self._pseudo_labels: PseudoLabels | None = None
         # Confident pseudo-labels per class over the current epoch (monitoring only).
@@ -356,9 +362,20 @@ class SemiSupervisedModule(L.LightningModule):
                     f"the data has {len(names)} classes but the model was built for num_classes={self.num_classes}"
                 )
             self.class_names = list(names)
+        if dm is not None and hasattr(dm, "num_frames") and hasattr(dm, "augment"):
+            self.clip_settings = {
+                "num_frames": int(dm.num_frames),
+                "stride": int(dm.stride),
+                "crop_size": int(dm.augment.crop_size),
+                "short_side": int(dm.short_side or round(dm.augment.crop_size * 8 / 7)),
+                "test_clips": int(dm.test_clips),
+                "test_crops": int(dm.test_crops),
+            }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ssvar_class_names"] = list(self.class_names)
+        checkpoint["ssvar_clip_settings"] = dict(self.clip_settings)
+        checkpoint["ssvar_method_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["ssvar_decode_failures"] = self.decode_failures
         # Global RNG states: the next epoch's worker seeds and augmentations continue exactly.
         # Stored as tensors and plain lists so checkpoints load with torch.load(weights_only=True).
@@ -372,6 +389,7 @@ class SemiSupervisedModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
+        self.clip_settings = checkpoint.get("ssvar_clip_settings", self.clip_settings)
         self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
         rng = checkpoint.get("ssvar_rng")
         if rng is not None:
@@ -400,6 +418,16 @@ class SemiSupervisedModule(L.LightningModule):
         warm = int(hp.warmup_steps * total) if hp.warmup_steps < 1 else int(hp.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _backbone_config_given() -> bool:
+    """True while LightningCLI instantiates the model with a plain-config backbone."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # a Lightning without it: the backbone is simply not stored
+        return False
+    given = _given_hyperparameters.get()
+    return isinstance(given, dict) and isinstance(given.get("backbone"), dict)
 
 
 def warmup_cosine(warmup: int, total: int, min_ratio: float = 0.0):

@@ -1,0 +1,139 @@
+"""Callbacks that turn what a run logs into figures (PNG next to the logs, and sent to the logger).
+
+* :class:`PseudoLabelCurves`: mask rate and pseudo-label accuracy over the training steps.
+* :class:`FeatureTSNE`: a t-SNE of the test set's pooled backbone features at the end of ``test``.
+
+Add them on the command line (``--trainer.callbacks+=ssvar.callbacks.PseudoLabelCurves``) or in a
+trainer config (``examples/configs/trainer/plots.yaml``), or pass them to ``L.Trainer``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+
+from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_tsne
+
+
+def _out_dir(trainer: L.Trainer) -> str:
+    d = trainer.log_dir or trainer.default_root_dir
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+class PseudoLabelCurves(L.Callback):
+    """Records the ``train/pl_*`` metrics every ``every_n_steps`` optimiser steps and draws them
+    at the end of ``fit`` (``pseudo_label_curves.png`` in the log folder; also logged as a figure).
+
+    It reads the values the method already logged (``trainer.callback_metrics``), so it works
+    with every logger, the CSV one included, and costs one host sync per recorded step.
+
+    Args:
+        every_n_steps: recording interval; ``None`` follows ``Trainer(log_every_n_steps)``.
+        smooth: moving-average window of the thick curves (points).
+        filename: PNG name in the log folder.
+    """
+
+    def __init__(self, every_n_steps: int | None = None, smooth: int = 5, filename: str = "pseudo_label_curves.png"):
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.smooth = smooth
+        self.filename = filename
+        self.history: dict[str, tuple[list[int], list[float]]] = {}
+        self.path: str | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        every = self.every_n_steps or trainer.log_every_n_steps or 1
+        step = trainer.global_step
+        if step % every:
+            return
+        for key in (*PSEUDO_LABEL_METRICS, "train/acc1_labeled"):
+            v = trainer.callback_metrics.get(key)
+            if v is not None:
+                steps, values = self.history.setdefault(key, ([], []))
+                if not steps or steps[-1] != step:
+                    steps.append(step)
+                    values.append(float(v))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        self.path = os.path.join(_out_dir(trainer), self.filename)
+        fig = plot_pseudo_label_curves(self.history, self.path, title=f"pseudo-label quality ({type(pl_module).__name__})", smooth=self.smooth)
+        log_figure(trainer.logger, "train/pseudo_label_curves", fig, trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: (list(s), list(v)) for k, (s, v) in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: (list(s), list(v)) for k, (s, v) in state_dict.get("history", {}).items()}
+
+
+@torch.no_grad()
+def extract_features(model, loader, device: str | torch.device = "cpu", max_batches: int | None = None):
+    """Pooled backbone features of the inference network, averaged over a sample's views, and the
+    labels: ``(features [N, D], labels [N])``. ``loader`` yields uint8 ``video`` tensors
+    (``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]``) and ``label``, as the data modules' val/test
+    loaders do."""
+    from ssvar.data.transforms import normalize_video
+
+    backbone = model.inference_model().backbone.to(device).eval()
+    feats, labels = [], []
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = batch["video"].to(device)
+        b = x.shape[0]
+        x = normalize_video(x, model.hparams.mean, model.hparams.std)
+        f = backbone(x.flatten(0, 1) if x.dim() == 6 else x)
+        feats.append(f.view(b, -1, f.shape[-1]).mean(1).cpu())
+        labels.append(batch["label"].cpu())
+    return torch.cat(feats), torch.cat(labels)
+
+
+class FeatureTSNE(L.Callback):
+    """At the end of ``test``: a t-SNE of the pooled backbone features of the test videos (views
+    averaged), coloured by true class (``test_tsne.png``; also logged as a figure).
+
+    Under DDP each rank sees its shard of the test set; rank 0 draws its own shard.
+
+    Args:
+        max_samples: keep at most this many test videos (t-SNE is quadratic).
+        filename: PNG name in the log folder.
+    """
+
+    def __init__(self, max_samples: int = 2000, filename: str = "test_tsne.png"):
+        self.max_samples = max_samples
+        self.filename = filename
+        self.path: str | None = None
+        self._feats: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._hook = None
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._feats, self._labels = [], []
+        backbone = pl_module.inference_model().backbone
+        self._hook = backbone.register_forward_hook(lambda m, i, o: self._feats.append(o.detach()))
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        b = batch["label"].shape[0]
+        f = self._feats.pop()  # the batch's features, [B * V, D] for multi-view samples
+        self._feats.append(f.view(b, -1, f.shape[-1]).mean(1).cpu())
+        self._labels.append(batch["label"].cpu())
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if not trainer.is_global_zero or not self._feats:
+            return
+        x, y = torch.cat(self._feats)[: self.max_samples], torch.cat(self._labels)[: self.max_samples]
+        if len(x) < 3:
+            return
+        self.path = os.path.join(_out_dir(trainer), self.filename)
+        fig = plot_tsne(x, y, pl_module.class_names, self.path, title=f"t-SNE of test features ({type(pl_module).__name__})")
+        log_figure(trainer.logger, "test/tsne", fig, trainer.global_step)

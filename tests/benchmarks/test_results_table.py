@@ -1,0 +1,52 @@
+"""benchmarks/results_table.py: merges every label_efficiency_*.json and rewrites README's block."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
+rt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rt)
+
+
+def _run(method, cls, k, seed, acc, sid="s1"):
+    return {"method": method, "method_class": cls, "labels_per_class": k, "seed": seed, "acc1": acc, "settings_id": sid,
+            "config": "examples/configs/demo.yaml", "max_steps": 200, "sets": [], "num_classes": 10}
+
+
+def test_runs_merge_across_files_and_new_method_files_are_picked_up(tmp_path):
+    base = [_run("supervised", "Supervised", 2, s, a) for s, a in ((0, 0.2), (1, 0.4))]
+    (tmp_path / "label_efficiency_a.json").write_text(json.dumps({"runs": base}))
+    # a combined file repeating the same runs, and a new method's own file
+    (tmp_path / "label_efficiency_a_with_b.json").write_text(json.dumps({"runs": base + [_run("newmethod", "NewMethod", 2, 0, 0.5)]}))
+    (tmp_path / "label_efficiency_c.json").write_text(json.dumps({"runs": [_run("newmethod", "NewMethod", 2, 1, 0.7)]}))
+    runs, files = rt.load_runs(str(tmp_path / "label_efficiency_*.json"))
+    assert len(files) == 3 and len(runs) == 4  # the repeated Supervised runs count once
+    table = rt.build_table(runs, files)
+    lines = table.splitlines()
+    assert lines[0].startswith("| run | method | SyntheticActions 2/class, 200 steps")
+    assert "| chance |  | 10.0 |" in table
+    assert "| `supervised` | Supervised | 30.0 ± 14.1 |" in table
+    assert "| `newmethod` | NewMethod | **60.0 ± 14.1** |" in table
+
+
+def test_changed_settings_get_their_own_row_and_write_replaces_the_block(tmp_path):
+    runs = [_run("fixmatch", "FixMatch", 1, 0, 0.1, "aaaaaa11"), _run("fixmatch", "FixMatch", 1, 0, 0.3, "bbbbbb22")]
+    table = rt.build_table(runs, [])
+    assert "`fixmatch@aaaaaa`" in table and "`fixmatch@bbbbbb`" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{rt.START}\nold table\n{rt.END}\nafter\n")
+    rt.write_block(readme, table)
+    text = readme.read_text()
+    assert "old table" not in text and "fixmatch@aaaaaa" in text
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{rt.END}\nafter\n")
+
+
+def test_readme_table_is_up_to_date():
+    runs, files = rt.load_runs(str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"))
+    text = (REPO / "README.md").read_text()
+    block = text.split(rt.START, 1)[1].split(rt.END, 1)[0].strip()
+    assert block == rt.build_table(runs, files).strip(), "run: python benchmarks/results_table.py --write"
