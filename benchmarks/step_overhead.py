@@ -1,8 +1,8 @@
 """Step-time overhead of a method: a real Lightning training step vs the passes it must do.
 
 For FixMatch a step must do: a no-grad forward of the weak unlabelled batch (student or EMA
-teacher), forward + backward of the labelled and the strong unlabelled batch (one concatenated
-pass by default, as FixMatch's ``joint_forward``; two passes with ``--separate``), and an
+teacher), forward + backward of the labelled and the strong unlabelled batch (two passes, as
+FixMatch's default; one concatenated pass with ``--joint``, as ``joint_forward=True``), and an
 optimiser step (plus an EMA update with a teacher). This script times
 
 * ``bare``: exactly those passes in a plain PyTorch loop (same backbone, same batches);
@@ -89,7 +89,7 @@ def time_step(args, batch) -> list[float]:
     L.seed_everything(0)
     teacher = EMATeacher(0.99) if args.teacher == "ema" else None
     model = FixMatch(
-        make_backbone(args.backbone), num_classes=args.classes, threshold=0.0, teacher=teacher, lr=0.01, joint_forward=not args.separate
+        make_backbone(args.backbone), num_classes=args.classes, threshold=0.0, teacher=teacher, lr=0.01, joint_forward=args.joint
     )
     loader = DataLoader(_FixedBatches(batch, args.steps + args.warmup), batch_size=None, shuffle=False)
     timer = _Timer()
@@ -144,10 +144,10 @@ def time_bare(args, batch) -> list[float]:
         with amp:
             with torch.no_grad():
                 pw = fwd(teacher or net, xw).softmax(1)
-            if args.separate:
-                ll, ls = fwd(net, xl), fwd(net, xs)
-            else:
+            if args.joint:
                 ll, ls = fwd(net, torch.cat([xl, xs])).split([xl.shape[0], xs.shape[0]])
+            else:
+                ll, ls = fwd(net, xl), fwd(net, xs)
             loss = F.cross_entropy(ll, y) + F.cross_entropy(ls, pw.argmax(1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--teacher", choices=["self", "ema"], default="self")
-    p.add_argument("--separate", action="store_true", help="labelled and strong batches in two passes (joint_forward=False)")
+    p.add_argument("--joint", action="store_true", help="labelled and strong batches in one pass (joint_forward=True)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3, help="alternate bare/step runs this many times")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mu": args.mu,
         "clip": f"{args.frames}x{args.size}x{args.size}",
         "teacher": args.teacher,
-        "passes": "separate" if args.separate else "joint",
+        "passes": "joint" if args.joint else "separate",
         "device": torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "precision": args.precision,
         "bare_ms": 1000 * statistics.median(bare),

@@ -9,8 +9,9 @@ Per iteration:
    confident pseudo-labels, summed over the batch and divided by the whole unlabelled batch;
 4. ``L = L_s + lambda_u * L_u``, with ``L_u`` switched off for the first ``unsup_warmup_steps``.
 
-With ``joint_forward`` (default) the labelled clips and the strong views go through the student
-in one batch, as in the reference FixMatch code (BatchNorm sees one mixed batch).
+With ``joint_forward=True`` the labelled clips and the strong views go through the student in
+one batch, as in the reference FixMatch code (BatchNorm sees one mixed batch). The default is
+two passes: the joint form scored lower in our short CPU runs (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class FixMatch(SemiSupervisedModule):
         pseudo_labeler: PseudoLabeler | None = None,
         teacher: EMATeacher | None = None,
         unsup_warmup_steps: float = 0,
-        joint_forward: bool = True,
+        joint_forward: bool = False,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)

@@ -10,8 +10,8 @@ Per iteration:
    ``exp(-5 (1 - t)^2)`` over ``rampup_steps``;
 5. after the optimiser step the teacher becomes ``d * teacher + (1 - d) * student``.
 
-With ``joint_forward`` (default) the labelled clips and the strong views go through the student
-in one batch (BatchNorm sees one mixed batch, as in FixMatch's reference code).
+With ``joint_forward=True`` the labelled clips and the strong views go through the student in
+one batch (BatchNorm sees one mixed batch, as in FixMatch's reference code); default: two passes.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class MeanTeacher(SemiSupervisedModule):
         rampup_steps: float = 0.3,
         consistency: Literal["mse", "kl"] = "mse",
         monitor_threshold: float = 0.95,
-        joint_forward: bool = True,
+        joint_forward: bool = False,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
