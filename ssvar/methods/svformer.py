@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.ema import EMATeacher
-from ssvar.components.pseudo_label import PseudoLabeler
-from ssvar.components.token_mix import TubeTokenMix
+from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
+from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import TemporalWarp
 from ssvar.methods.base import SemiSupervisedModule
@@ -129,6 +129,14 @@ class SVFormer(SemiSupervisedModule):
             strong = ViewSpec(aug, window="own", temporal_warp=warp)
         return {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {"weak": ViewSpec("weak"), "strong": strong}}
 
+    def mixed_targets(self, pl: PseudoLabels, mix: TokenMixDraw) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets of the mixed clips ``[B, K]`` and their weights ``[B]``: each clip's target
+        (one-hot if confident, else the teacher's distribution) and confidence mask, mixed with
+        its partner's by the share of tokens it kept."""
+        onehot = F.one_hot(pl.targets, self.num_classes).to(pl.probs.dtype)
+        targets = torch.where(pl.mask[:, None] > 0, onehot, pl.probs)
+        return mix.mix(targets), mix.mix(pl.mask)
+
     def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         step = self.global_step
         # 2. Teacher on the weak view.
@@ -142,14 +150,13 @@ class SVFormer(SemiSupervisedModule):
         # 4. Tube TokenMix of the strong clips with a permutation of themselves.
         mix = self.token_mix.draw(strong.shape[0], strong.device)
         logits_mix = self.head(self.backbone(strong, token_hook=mix))
-        onehot = F.one_hot(pl.targets, self.num_classes).to(pl.probs.dtype)
-        targets = torch.where(pl.mask[:, None] > 0, onehot, pl.probs)
-        y_mix, m_mix = mix.mix(targets), mix.mix(pl.mask)
+        y_mix, m_mix = self.mixed_targets(pl, mix)
         if self.mix_loss == "mse":
             per_clip = (logits_mix.float() - y_mix).pow(2).mean(dim=1)
         else:
             per_clip = -(y_mix * logits_mix.float().log_softmax(dim=1)).sum(dim=1)
         loss_mix = (per_clip * m_mix).mean()
-        self.log("train/mix_ratio", mix.ratio, batch_size=strong.shape[0])
+        if self._trainer is not None:
+            self.log("train/mix_ratio", mix.ratio, batch_size=strong.shape[0])
         on = 1.0 if step >= self.unsup_warmup_iterations() else 0.0
         return {"unsupervised": on * self.gamma1 * loss_un, "mix": on * self.gamma2 * loss_mix}
