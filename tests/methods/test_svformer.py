@@ -158,3 +158,21 @@ def test_hidden_labels_cannot_reach_any_loss_and_resume_is_exact(tmp_path, synth
     b = resumed.state_dict()
     for k in runs["straight"]:
         assert torch.equal(runs["straight"][k], b[k]), k
+
+
+@pytest.mark.ddp
+def test_svformer_ddp_two_processes_keeps_teachers_identical(tmp_path):
+    """2-process gloo fit: each rank mixes its own batch (different TokenMix draws), the students
+    stay identical through DDP's gradient averaging, so the EMA teachers do too."""
+    from synth import SaveTeacher
+
+    dm = tiny_datamodule(str(tmp_path / "synth"), labeled_per_class=2, batch_size=2, mu=2)
+    dm.prepare_data()
+    model = SVFormer(tiny_vit(), num_classes=dm.num_classes, threshold=0.3, teacher=EMATeacher(0.9), lr=0.01)
+    trainer = tiny_trainer(tmp_path, devices=2, strategy="ddp_spawn", callbacks=[SaveTeacher(str(tmp_path))])
+    trainer.fit(model, datamodule=dm)
+    t0, t1 = (torch.load(tmp_path / f"teacher_rank{r}.pt") for r in (0, 1))
+    assert t0.keys() == t1.keys()
+    for k in t0:
+        assert torch.equal(t0[k], t1[k]), k
+    assert int(t0["num_updates"]) == 3
