@@ -112,6 +112,8 @@ class SVFormer(SemiSupervisedModule):
         # Confident clips get one-hot targets, the others their soft teacher distribution.
         self.pseudo_labeler = PseudoLabeler(threshold=threshold, targets="hard", normalize="batch")
         self.teacher = (teacher or EMATeacher(decay=ema_decay)).attach(self.classifier())
+        if not mix_alpha > 0:
+            raise ValueError(f"mix_alpha must be > 0, got {mix_alpha}")
         self.token_mix = TubeTokenMix(alpha=mix_alpha)
         self.gamma1, self.gamma2 = gamma1, gamma2
         self.strong_window = strong_window
