@@ -13,6 +13,7 @@ from ssvar.components.contrastive import (
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
+from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
 
 __all__ = [
     "EMATeacher",
@@ -30,6 +31,8 @@ __all__ = [
     "recompute_bn_stats",
     "split_rgb_tg",
     "temporal_gradient",
+    "TokenMixDraw",
+    "TubeTokenMix",
 ]
 
 

@@ -11,6 +11,7 @@ from ssvar.data.datamodule import (
 from ssvar.data.dataset import VideoDataset, ViewSpec
 from ssvar.data.decode import PyAVDecoder, VideoDecodeError
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord
+from ssvar.data.transforms import TemporalWarp
 
 __all__ = [
     "FolderDataModule",
@@ -26,4 +27,5 @@ __all__ = [
     "SplitError",
     "VideoIndex",
     "VideoRecord",
+    "TemporalWarp",
 ]

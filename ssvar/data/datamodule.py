@@ -107,6 +107,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_side: frames are decoded straight to this short side (default ``crop_size * 8 / 7``).
         weak_aug: ``"random_resized_crop"`` or ``"scale_jitter"``.
         area_range: RandomResizedCrop area range.
+        jitter_range: short-side range of ``weak_aug="scale_jitter"`` (frames are decoded at
+            ``short_side``, which should be at least the upper end).
         hflip: horizontal flip probability.
         randaugment_ops, randaugment_magnitude: strong-view RandAugment (N, M).
         test_clips, test_crops: test views per video (clips x crops; crops 1 or 3).
@@ -134,6 +136,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_side: int | None = None,
         weak_aug: Literal["random_resized_crop", "scale_jitter"] = "random_resized_crop",
         area_range: tuple[float, float] = (0.25, 1.0),
+        jitter_range: tuple[int, int] = (128, 160),
         hflip: float = 0.5,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
@@ -154,6 +157,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if test_crops not in (1, 3):
             raise ValueError(f"test_crops must be 1 or 3, got {test_crops}")
+        if weak_aug == "scale_jitter" and not crop_size <= jitter_range[0] <= jitter_range[1]:
+            raise ValueError(f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size {crop_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.root = os.path.expanduser(root) if root else root
@@ -167,6 +172,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             crop_size=crop_size,
             weak=weak_aug,
             area_range=tuple(area_range),
+            jitter_range=tuple(jitter_range),
             hflip=hflip,
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from ssvar.data.decode import Decoder, VideoDecodeError, VideoInfo, decoder_from_name
 from ssvar.data.index import VideoIndex
 from ssvar.data.sampling import ShortPolicy, clip_indices, random_centre, uniform_centres
-from ssvar.data.transforms import AugmentConfig, as_video, strong_transform, test_crops, weak_transform
+from ssvar.data.transforms import AugmentConfig, TemporalWarp, as_video, strong_transform, test_crops, weak_transform
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ class ViewSpec:
             (clamped to the last frame), with the same crop and augmentation, as a second half of
             the time axis: ``[C, 2T, H, W]``. Temporal gradients are computed from it on the device
             (``next_offset=1``: consecutive frames; ``=stride``: "slow" gradient of sampled frames).
+        window: ``"shared"`` (default): in training, every view of a sample is placed around one
+            random centre frame; ``"own"``: this view draws its own random centre (another
+            temporal window of the same video, as SVFormer's released strong view). Evaluation
+            views ignore it.
+        temporal_warp: re-time the clip's frames with a :class:`~ssvar.data.transforms.TemporalWarp`
+            (SVFormer's strong view). Applied to the frame indices before decoding, so only the
+            anchor frames are decoded; any crop/RandAugment then applies to the warped clip.
     """
 
     aug: Literal["weak", "strong", "test"] = "weak"
@@ -59,6 +66,8 @@ class ViewSpec:
     clips: int = 1
     crops: int = 1
     next_offset: int | None = None
+    window: Literal["shared", "own"] = "shared"
+    temporal_warp: TemporalWarp | None = None
 
     def __post_init__(self):
         if self.aug not in ("weak", "strong", "test"):
@@ -67,6 +76,10 @@ class ViewSpec:
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
         if self.next_offset is not None and self.next_offset < 1:
             raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")
+        if self.window not in ("shared", "own"):
+            raise ValueError(f"ViewSpec.window must be 'shared' or 'own', got {self.window!r}")
+        if self.temporal_warp is not None and not isinstance(self.temporal_warp, TemporalWarp):
+            raise TypeError(f"ViewSpec.temporal_warp must be a TemporalWarp, got {type(self.temporal_warp).__name__}")
 
 
 def _strides(view: ViewSpec, stride: int) -> list[int]:
@@ -150,15 +163,22 @@ class VideoDataset(Dataset):
         """Frame indices per view: a list of clips (clips x scales), each an index array."""
         n = info.num_frames
         lengths = {k: v.num_frames or self.num_frames for k, v in self.views.items()}
-        spans = [(lengths[k] - 1) * s + 1 for k, v in self.views.items() for s in _strides(v, self.stride)]
+        spans = [
+            (lengths[k] - 1) * s + 1 for k, v in self.views.items() if v.window == "shared" for s in _strides(v, self.stride)
+        ]
         plan: dict[str, list[np.ndarray]] = {}
-        if self.train:
+        if self.train and spans:
             centre = random_centre(n, max(spans), _TorchRNG())
         for k, v in self.views.items():
             strides = _strides(v, self.stride)
             span = max((lengths[k] - 1) * s + 1 for s in strides)
-            centres = [centre] if self.train and v.clips == 1 else uniform_centres(n, span, v.clips)
+            if self.train and v.clips == 1:
+                centres = [random_centre(n, span, _TorchRNG()) if v.window == "own" else centre]
+            else:
+                centres = uniform_centres(n, span, v.clips)
             plan[k] = [clip_indices(n, lengths[k], s, c, self.short_policy) for c in centres for s in strides]
+            if v.temporal_warp is not None:  # re-timed before decoding: only the anchors are decoded
+                plan[k] = [c[v.temporal_warp.indices(len(c))] for c in plan[k]]
             if v.next_offset:  # frames t and t + offset, decoded in the same pass
                 plan[k] = [np.concatenate([c, np.minimum(c + v.next_offset, n - 1)]) for c in plan[k]]
         return plan

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -60,6 +61,61 @@ def weak_transform(cfg: AugmentConfig) -> v2.Transform:
 def strong_transform(cfg: AugmentConfig) -> v2.Transform:
     """Applied on top of the weak view's crop: photometric/geometric RandAugment ops."""
     return v2.RandAugment(num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude)
+
+
+@dataclass(frozen=True)
+class TemporalWarp:
+    """Temporal warping (SVFormer, Xing et al. CVPR 2023): a few anchor frames, each stretched to
+    fill part of the gap to the next, replace the clip, so the clip keeps its length but its
+    motion is re-timed (some moments frozen, others skipped).
+
+    One draw: pick ``k`` from ``anchors`` (with ``probs``; uniform by default), then ``k``
+    distinct sorted positions of the clip. Frames before the first anchor show the first anchor,
+    frames after the last show the last, and each gap between consecutive anchors ``a < b`` is
+    split at a random point ``m`` in ``(a, b]``: positions ``[a, m)`` show ``a``, ``[m, b)`` show
+    ``b``. ``k = 0`` keeps the clip unchanged. The released code's default is
+    ``anchors=(0, 2, 4)`` with equal probabilities on 8 frames. Our choice (assumption): ``m`` is
+    drawn in ``(a, b]``, so every anchor is shown at least once (the released code draws it in
+    ``[a, b]`` and can drop an anchor).
+
+    Randomness comes from torch's global generator (seeded per worker by Lightning), like every
+    other augmentation. Use it on a decoded clip (:meth:`__call__`) or, cheaper, on the frame
+    indices before decoding (:meth:`indices`; ``ViewSpec(temporal_warp=...)`` does this).
+
+    Args:
+        anchors: the possible anchor counts (0: no warp).
+        probs: their probabilities (``None``: equal).
+    """
+
+    anchors: tuple[int, ...] = (0, 2, 4)
+    probs: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if not self.anchors or any(int(a) != a or a < 0 for a in self.anchors):
+            raise ValueError(f"TemporalWarp.anchors must be non-negative integers, got {self.anchors}")
+        if self.probs is not None:
+            if len(self.probs) != len(self.anchors) or any(p < 0 for p in self.probs) or abs(sum(self.probs) - 1) > 1e-6:
+                raise ValueError(f"TemporalWarp.probs must be {len(self.anchors)} non-negative numbers summing to 1, got {self.probs}")
+
+    def indices(self, length: int) -> np.ndarray:
+        """Positions ``[length]`` into a clip of ``length`` frames (non-decreasing, anchors only)."""
+        probs = torch.tensor(self.probs if self.probs is not None else [1.0] * len(self.anchors), dtype=torch.float64)
+        k = min(int(self.anchors[int(torch.multinomial(probs, 1))]), length)
+        if k == 0:
+            return np.arange(length)
+        pos = torch.randperm(length)[:k].sort().values.tolist()
+        out = np.empty(length, dtype=np.int64)
+        out[: pos[0]] = pos[0]
+        for a, b in zip(pos, pos[1:]):
+            m = int(torch.randint(a + 1, b + 1, ()))
+            out[a:m], out[m:b] = a, b
+        out[pos[-1] :] = pos[-1]
+        return out
+
+    def __call__(self, clip: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """The warped clip; time is dimension ``dim`` (0 for ``[T, C, H, W]``)."""
+        idx = torch.from_numpy(self.indices(clip.shape[dim])).to(clip.device)
+        return clip.index_select(dim, idx)
 
 
 def test_crops(video: torch.Tensor, crop_size: int, num_crops: int) -> list[torch.Tensor]:

@@ -4,6 +4,7 @@ from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.fixmatch import FixMatch
 from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
+from ssvar.methods.svformer import SVFormer
 from ssvar.methods.tg_fixmatch import TGFixMatch
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "SVFormer"]

@@ -27,9 +27,15 @@ class VideoBackbone(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
 
     def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
-        """Load weights from a local file: a state dict, a Lightning checkpoint, or
-        ``{"state_dict": ...}``; ``prefix`` selects (and strips) a sub-module's keys."""
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
+        Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
+        sub-module's keys."""
+        if str(path).endswith(".safetensors"):  # timm / Hugging Face weight files
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
         if prefix:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

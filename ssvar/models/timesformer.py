@@ -117,30 +117,40 @@ class DividedBlock(nn.Module):
         self.drop_path = drop_path
 
     def forward(self, cls: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cls [B, 1, D]`` (one CLS token shared by the frames, the reference) or ``[B, T, D]``
+        (one per frame); ``x [B, T, N, D]``."""
         B, T, N, D = x.shape
+        Tc = cls.shape[1]
         dp = lambda r: drop_path(r, self.drop_path, self.training)  # noqa: E731
         # Temporal attention: sequences of length T, one per (clip, spatial location).
         xt = self.temporal_attn(self.temporal_norm1(x).transpose(1, 2)).transpose(1, 2)  # [B, T, N, D]
         x = x + dp(self.temporal_fc(xt))
         # Spatial attention: sequences of N + 1 tokens, one per (clip, frame).
-        xs = torch.cat([cls.unsqueeze(1).expand(B, T, 1, D), x], dim=2)  # [B, T, 1 + N, D]
+        xs = torch.cat([cls.unsqueeze(2).expand(B, T, 1, D), x], dim=2)  # [B, T, 1 + N, D]
         rs = dp(self.attn(self.norm1(xs)))
-        cls = cls + rs[:, :, 0].mean(dim=1, keepdim=True)
+        # A shared CLS token takes the frame average of its updates; per-frame ones keep their own.
+        cls = cls + (rs[:, :, 0].mean(dim=1, keepdim=True) if Tc == 1 else rs[:, :, 0])
         x = x + rs[:, :, 1:]
         # MLP on all tokens.
         h = torch.cat([cls, x.reshape(B, T * N, D)], dim=1)
         h = h + dp(self.mlp(self.norm2(h)))
-        return h[:, :1], h[:, 1:].reshape(B, T, N, D)
+        return h[:, :Tc], h[:, Tc:].reshape(B, T, N, D)
 
 
 class TimeSformer(VideoBackbone):
     """TimeSformer (divided space-time attention); ``forward`` gives the CLS feature ``[B, embed_dim]``.
 
-    A fresh model has every ``temporal_fc`` and the time embedding at zero, so it starts as an image
-    ViT applied to every frame (frames interact only through the shared CLS token), which is
-    what loading an image-pretrained ViT expects. Inputs of another spatial size or frame count
-    than ``img_size`` / ``num_frames`` interpolate the position (bicubic) and time (linear)
-    embeddings.
+    A fresh model has every ``temporal_fc`` and the time embedding at zero, so the temporal
+    attention branch adds nothing and the model starts as an image ViT applied to every frame,
+    which is what loading an image-pretrained ViT expects (:meth:`load_checkpoint` with a timm ViT
+    state dict, see ``_remap``). With the reference layout (``cls_per_frame=False``: one CLS
+    token shared by the frames, updated with the frame average of its spatial-attention outputs)
+    the frames still meet in that CLS token, so the equivalence is exact only for one frame or
+    equal frames. With ``cls_per_frame=True`` every frame has its own CLS token (the pooled
+    feature is the frame average of the final CLS features): then, with the temporal parts at
+    their initial values, each frame's CLS and patch features equal the image model's on that
+    frame, for any clip. Inputs of another spatial size or frame count than ``img_size`` /
+    ``num_frames`` interpolate the position (bicubic) and time (linear) embeddings.
 
     Args:
         variant: ``"vit_s"`` (384-d, 12 layers, 6 heads), ``"vit_b"`` (768-d, 12, 12) or None.
@@ -154,6 +164,8 @@ class TimeSformer(VideoBackbone):
         drop_rate: dropout after embeddings, attention projections and MLP layers.
         attn_drop: dropout on attention weights.
         drop_path_rate: stochastic depth, increasing linearly from 0 to this over the blocks.
+        cls_per_frame: one CLS token per frame instead of the reference's shared one (see above;
+            the temporal attention never involves CLS tokens in either layout).
         checkpoint: optional local file to load weights from (see ``_remap`` for accepted layouts).
     """
 
@@ -172,6 +184,7 @@ class TimeSformer(VideoBackbone):
         drop_rate: float = 0.0,
         attn_drop: float = 0.0,
         drop_path_rate: float = 0.0,
+        cls_per_frame: bool = False,
         checkpoint: str | None = None,
     ):
         super().__init__()
@@ -188,6 +201,7 @@ class TimeSformer(VideoBackbone):
         self.depth, self.num_heads = depth, num_heads
         self.patch_size, self.img_size, self.num_frames = patch_size, img_size, num_frames
         self.grid = img_size // patch_size
+        self.cls_per_frame = cls_per_frame
 
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
@@ -239,7 +253,8 @@ class TimeSformer(VideoBackbone):
         return te.unsqueeze(2)
 
     def embed(self, x: torch.Tensor, token_hook: TokenHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clip ``[B, C, T, H, W]`` -> (CLS ``[B, 1, D]``, patch tokens ``[B, T, N, D]``) ready for the blocks.
+        """Clip ``[B, C, T, H, W]`` -> (CLS ``[B, 1, D]``, or ``[B, T, D]`` with ``cls_per_frame``,
+        patch tokens ``[B, T, N, D]``) ready for the blocks.
 
         ``token_hook(tokens [B, T, N, D]) -> tokens`` runs after the patch embedding and before the
         position/time embeddings (SVFormer's Tube TokenMix mixes tokens here).
@@ -253,18 +268,19 @@ class TimeSformer(VideoBackbone):
             if x.shape[:2] != (B, T) or x.shape[2:] != (h * w, self.embed_dim):
                 raise ValueError(f"token_hook changed the token shape to {tuple(x.shape)}")
         cls_pos, pos = self._pos_embed(h, w)
-        cls = self.pos_drop(self.cls_token + cls_pos).expand(B, 1, -1)
+        cls = self.pos_drop(self.cls_token + cls_pos).expand(B, T if self.cls_per_frame else 1, -1)
         x = self.time_drop(self.pos_drop(x + pos) + self._time_embed(T))
         return cls, x
 
     def forward_features(
         self, x: torch.Tensor, token_hook: TokenHook | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(CLS ``[B, D]``, patch tokens ``[B, T, N, D]``) after the last block and the final norm."""
+        """(CLS ``[B, D]``, patch tokens ``[B, T, N, D]``) after the last block and the final norm
+        (per-frame CLS features are averaged over the frames after the norm)."""
         cls, tokens = self.embed(x, token_hook)
         for blk in self.blocks:
             cls, tokens = blk(cls, tokens)
-        return self.norm(cls[:, 0]), self.norm(tokens)
+        return self.norm(cls).mean(dim=1), self.norm(tokens)
 
     def forward(self, x: torch.Tensor, token_hook: TokenHook | None = None) -> torch.Tensor:
         """Pooled feature (the CLS output) ``[B, embed_dim]``."""

@@ -173,6 +173,85 @@ def test_fresh_model_is_image_vit_per_frame(tmp_path):
         assert not torch.allclose(net(clip), ref[:, 0], atol=1e-3)
 
 
+def _random_timm_vit(timm, **kw):
+    """A tiny timm image ViT (timm's own class and key layout) with every parameter random,
+    norms and biases included, so every copied tensor matters."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(**{**dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=4, num_classes=7), **kw})
+    with torch.no_grad():
+        for name, p in vit.named_parameters():
+            if name.endswith("weight") and "norm" in name:
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            else:
+                p.copy_(0.3 * torch.randn_like(p))
+    return vit.eval()
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_timm_image_vit_checkpoint_starts_as_image_model_per_frame(tmp_path, fmt):
+    """Issue 9 point 4: a randomly initialised timm ViT saved to disk and loaded into TimeSformer
+    (image layout: no temporal keys, a classifier head). Spatial attention, MLP, norms, patch and
+    position embeddings come from the image model; temporal attention is a copy of the spatial
+    one behind a zero ``temporal_fc``; time embeddings are zero. With one CLS token per frame the
+    per-frame features of a clip of 4 DIFFERENT frames equal the image model's on each frame."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = _random_timm_vit(timm)
+    path = tmp_path / f"vit.{fmt}"
+    if fmt == "pt":
+        torch.save(vit.state_dict(), path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    net = tiny(cls_per_frame=True, checkpoint=str(path)).eval()
+    # What was copied, and the temporal parts at their initial values.
+    for i, (blk, ref_blk) in enumerate(zip(net.blocks, vit.blocks)):
+        torch.testing.assert_close(blk.attn.qkv.weight, ref_blk.attn.qkv.weight)
+        torch.testing.assert_close(blk.mlp.fc2.bias, ref_blk.mlp.fc2.bias)
+        torch.testing.assert_close(blk.temporal_attn.qkv.weight, ref_blk.attn.qkv.weight)
+        torch.testing.assert_close(blk.temporal_norm1.weight, ref_blk.norm1.weight)
+        assert not blk.temporal_fc.weight.any() and not blk.temporal_fc.bias.any(), i
+    assert not net.time_embed.any()
+    torch.testing.assert_close(net.pos_embed, vit.pos_embed)
+    torch.testing.assert_close(net.patch_embed.proj.weight, vit.patch_embed.proj.weight)
+
+    clip = torch.randn(2, 3, 4, 32, 32)  # 4 different frames
+    with torch.no_grad():
+        ref = torch.stack([vit.forward_features(clip[:, :, t]) for t in range(4)], 1)  # [B, T, 1 + N, D]
+        pooled, tokens = net.forward_features(clip)
+        torch.testing.assert_close(tokens, ref[:, :, 1:], atol=1e-5, rtol=1e-5)  # every frame's patch tokens
+        torch.testing.assert_close(pooled, ref[:, :, 0].mean(1), atol=1e-5, rtol=1e-5)  # frame-averaged CLS
+        torch.testing.assert_close(net.forward_time(clip), ref[:, :, 1:].mean(2), atol=1e-5, rtol=1e-5)
+        # The per-frame CLS features themselves, through the blocks.
+        cls, x = net.embed(clip)
+        for blk in net.blocks:
+            cls, x = blk(cls, x)
+        torch.testing.assert_close(net.norm(cls), ref[:, :, 0], atol=1e-5, rtol=1e-5)
+        # The reference layout (shared CLS) is the image model only on equal frames.
+        shared = tiny(checkpoint=str(path)).eval()
+        assert not torch.allclose(shared.forward_tokens(clip), ref[:, :, 1:], atol=1e-3)
+        # Leaving the initial values makes the frames interact: the check above can fail.
+        net.blocks[1].temporal_fc.weight.normal_(std=0.1)
+        assert not torch.allclose(net.forward_tokens(clip), ref[:, :, 1:], atol=1e-3)
+
+
+def test_cls_per_frame_shapes_and_backward():
+    torch.manual_seed(0)
+    net = tiny(cls_per_frame=True, drop_path_rate=0.1)
+    x = torch.randn(2, 3, 4, 32, 32)
+    f = net(x)
+    assert f.shape == (2, 32)
+    f.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.eval()
+    with torch.no_grad():  # one frame: both layouts are the same network
+        shared = tiny().eval()
+        shared.load_state_dict(net.state_dict())
+        torch.testing.assert_close(net(x[:, :, :1]), shared(x[:, :, :1]))
+
+
 def test_one_block_patch_tokens_are_per_frame():
     """Fresh model (temporal_fc = 0, time_embed = 0), one block: a frame's patch tokens equal those
     of that frame run alone as a 1-frame clip (only the CLS token mixes frames, from block 2 on)."""
