@@ -210,7 +210,10 @@ class SemiSupervisedModule(L.LightningModule):
         }
         if self.num_classes > 5:
             m["acc5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
-        return MetricCollection(m)
+        # No compute groups: torchmetrics merges metrics whose states are equal after the first
+        # update, and top-5 (micro) and mean class accuracy (macro) have states of one shape, so a
+        # degenerate first batch made mean class accuracy report top-5 for the whole run.
+        return MetricCollection(m, compute_groups=False)
 
     # -- batches --------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -110,3 +110,25 @@ def test_training_continues_over_broken_videos_and_counts_them(tmp_path, tiny_tr
     assert trainer.global_step == 4
     assert model.decode_failures >= 2  # zero-byte and text files always fail; the truncated one may decode a prefix
     assert trainer.callback_metrics["data/decode_failures"] == model.decode_failures
+
+
+def test_metrics_are_not_merged_by_torchmetrics_compute_groups():
+    """A first test batch of one class, all predicted as one wrong class,
+    made torchmetrics merge mean class accuracy with top-5 (equal states after one update)."""
+    model = Supervised(Tiny3D(width=4), num_classes=10)
+    metrics = model._metrics("test")
+    first = torch.zeros(8, 10)
+    first[:, 3] = 1.0
+    metrics.update(first, torch.zeros(8, dtype=torch.long))
+    g = torch.Generator().manual_seed(0)
+    scores, labels = [first], [torch.zeros(8, dtype=torch.long)]
+    for _ in range(5):
+        s, y = torch.randn(20, 10, generator=g).softmax(1), torch.randint(0, 10, (20,), generator=g)
+        metrics.update(s, y)
+        scores.append(s)
+        labels.append(y)
+    pred, y = torch.cat(scores).argmax(1), torch.cat(labels)
+    per_class = torch.stack([(pred[y == c] == c).float().mean() for c in range(10) if (y == c).any()])
+    out = metrics.compute()
+    assert torch.isclose(out["mean_class_acc"], per_class.mean(), atol=1e-6)
+    assert not torch.isclose(out["mean_class_acc"], out["acc5"])
