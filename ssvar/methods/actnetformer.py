@@ -7,7 +7,7 @@ same moment of the video at a higher frame rate (stride / ``aux_stride_divisor``
 in one pass around one centre and cropped alike. Per iteration:
 
 1. one forward of Z over ``[labelled, weak, strong]`` clips and one of A over the same videos at
-   its frame rate;
+   its frame rate (without the contrastive term, the weak clips go through without gradient);
 2. supervised cross-entropy of both models on the labelled clips: ``L_s^Z + L_s^A``;
 3. cross pseudo-labels: A's confident (``max q^A >= threshold``) prediction on the weak clip is the
    target of Z's strong clip (``L_u^Z``) and Z's is the target of A's (``L_u^A``); targets carry no
@@ -164,13 +164,20 @@ class ActNetFormer(SemiSupervisedModule):
         if not unlabeled:  # no unlabelled loader: both models learn the labels only
             z_l, a_l = self(labeled["weak"]), self.aux_forward(labeled["weak_aux"])
             return {"supervised": F.cross_entropy(z_l, y, label_smoothing=ls) + F.cross_entropy(a_l, y, label_smoothing=ls)}, z_l
-        # 1. one forward per model over all its clips (BatchNorm sees the whole iteration)
-        (f_zl, f_zw, _), (z_l, z_w, z_s) = forward_parts(
-            self.backbone, self.head, [labeled["weak"], unlabeled["weak"], unlabeled["strong"]]
-        )
-        (f_al, f_aw, _), (a_l, a_w, a_s) = forward_parts(
-            self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["weak_aux"], unlabeled["strong_aux"]]
-        )
+        # 1. one forward per model over all its clips (BatchNorm sees the whole iteration); without
+        #    the contrastive term the weak clips only give targets: no gradient, as in FixMatch
+        if self.contrastive is not None:
+            (f_zl, f_zw, _), (z_l, z_w, z_s) = forward_parts(
+                self.backbone, self.head, [labeled["weak"], unlabeled["weak"], unlabeled["strong"]]
+            )
+            (f_al, f_aw, _), (a_l, a_w, a_s) = forward_parts(
+                self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["weak_aux"], unlabeled["strong_aux"]]
+            )
+        else:
+            _, (z_l, z_s) = forward_parts(self.backbone, self.head, [labeled["weak"], unlabeled["strong"]])
+            _, (a_l, a_s) = forward_parts(self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["strong_aux"]])
+            with torch.no_grad():
+                z_w, a_w = self(unlabeled["weak"]), self.aux_forward(unlabeled["weak_aux"])
         # 2. supervised, both models
         ls_z, ls_a = F.cross_entropy(z_l, y, label_smoothing=ls), F.cross_entropy(a_l, y, label_smoothing=ls)
         # 3. cross pseudo-labels (targets detached inside)

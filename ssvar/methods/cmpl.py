@@ -4,7 +4,8 @@ A primary model F (3D-ResNet-50) and a small, low-capacity auxiliary 3D-CNN A ar
 each one's confident prediction on the weak view of an unlabelled clip is the pseudo-label of the
 *other* one's strong view (cross-model FixMatch). Both models see the same clips. Per iteration:
 
-1. one forward of F and one of A over ``[labelled, weak, strong]`` clips;
+1. one forward of F and one of A over ``[labelled, strong]`` clips, and one without gradient over
+   the weak clips (they only give targets);
 2. supervised cross-entropy of both models: ``L_s^F + L_s^A``;
 3. ``L_u^F``: CE of F's strong logits against A's confident weak-view pseudo-labels, and ``L_u^A``
    symmetrically (targets carry no gradient; divided by the whole unlabelled batch);
@@ -111,16 +112,19 @@ class CMPL(SemiSupervisedModule):
     def compute_losses(self, labeled: dict, unlabeled: dict):
         y = labeled["label"]
         ls = self.hparams.label_smoothing
-        parts = [labeled["weak"]] + ([unlabeled["weak"], unlabeled["strong"]] if unlabeled else [])
-        # 1. one forward per model over all clips
+        parts = [labeled["weak"]] + ([unlabeled["strong"]] if unlabeled else [])
+        # 1. one forward per model over the clips that get gradients; the weak clips only give
+        #    targets, so they go through both models without gradient (as in FixMatch)
         _, zf = forward_parts(self.backbone, self.head, parts)
         _, za = forward_parts(self.aux_backbone, self.aux_head, parts)
         # 2. supervised, both models
         ls_f, ls_a = F.cross_entropy(zf[0], y, label_smoothing=ls), F.cross_entropy(za[0], y, label_smoothing=ls)
         losses = {"supervised": ls_f + ls_a}
         if unlabeled:
+            with torch.no_grad():
+                wf, wa = self(unlabeled["weak"]), self.aux_forward(unlabeled["weak"])
             # 3. each model labels the other's strong clip
-            cross = self.cross_pl(zf[1], za[1], zf[2], za[2], self.global_step)
+            cross = self.cross_pl(wf, wa, zf[1], za[1], self.global_step)
             self.monitor_pseudo_labels(cross.from_b)  # A's labels, which the deployed model F learns
             self.monitor_pseudo_labels(cross.from_a, tag="from_primary")
             on = 1.0 if self.global_step >= self.unsup_warmup_iterations() else 0.0
