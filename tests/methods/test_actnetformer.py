@@ -161,6 +161,32 @@ def test_fit_logs_every_term_and_only_the_primary_is_needed_to_test(tmp_path, sy
     assert torch.allclose(preds[0], preds[1], atol=1e-6)
 
 
+class _ScrambleHidden(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        h = batch["unlabeled"]["hidden_label"]
+        h.copy_(torch.randint(0, 4, h.shape, generator=torch.Generator().manual_seed(batch_idx)))
+
+
+def test_hidden_labels_cannot_reach_any_loss(tmp_path, synth_root):
+    """Both models' pseudo-labels are monitored against the hidden labels; training with true and
+    with scrambled hidden labels still gives bit-identical weights."""
+    states = []
+    for callbacks in ([], [_ScrambleHidden()]):
+        L.seed_everything(0)
+        model = tiny_model(threshold=0.0)
+        tiny_trainer(tmp_path, max_steps=2, deterministic=True, callbacks=callbacks).fit(model, datamodule=tiny_datamodule(synth_root))
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_view_spec_refuses_a_zero_divisor():
+    from ssvar.data.dataset import ViewSpec
+
+    with pytest.raises(ValueError, match="stride_divisor"):
+        ViewSpec("weak", stride_divisor=0)
+
+
 # ---------------------------------------------------------------- 2-process gloo
 WORLD, BL, BU = 2, 1, 2
 
