@@ -1,5 +1,6 @@
 """Reusable parts of semi-supervised methods; no part imports a method."""
 
+from ssvar.components.co_training import CrossPseudoLabeler, CrossPseudoLabels, co_training_param_groups, forward_parts
 from ssvar.components.contrastive import (
     CrossArchContrastiveHead,
     CrossModalContrastive,
@@ -21,6 +22,10 @@ __all__ = [
     "PseudoLabels",
     "CrossArchContrastiveHead",
     "CrossModalContrastive",
+    "CrossPseudoLabeler",
+    "CrossPseudoLabels",
+    "co_training_param_groups",
+    "forward_parts",
     "ProjectionHead",
     "gather_no_grad",
     "gather_with_grad",

@@ -38,6 +38,10 @@ class ViewSpec:
         stride: frame stride; ``None`` takes the data module's ``stride`` times ``stride_factor``.
         stride_factor: multiplies the default stride (two frame rates from one decode: views with
             factors 1 and 2 around the same centre).
+        stride_divisor: divides the default stride (rounded down, at least 1): a view at a *higher*
+            frame rate than the data module's clips, e.g. ActNetFormer's auxiliary network
+            (``stride_divisor=2``) while the primary network keeps the default stride, which is
+            also the stride of the evaluation views.
         scales: long clips at several temporal scales: stride multipliers, stacked as
             ``[S, C, T, H, W]``.
         same_as: share the crop (and the frames, when the timing matches) with another view; a
@@ -61,6 +65,7 @@ class ViewSpec:
     num_frames: int | None = None
     stride: int | None = None
     stride_factor: int = 1
+    stride_divisor: int = 1
     scales: tuple[int, ...] | None = None
     same_as: str | None = None
     clips: int = 1
@@ -74,6 +79,8 @@ class ViewSpec:
             raise ValueError(f"ViewSpec.aug must be 'weak', 'strong' or 'test', got {self.aug!r}")
         if self.clips < 1 or self.crops not in (1, 3):
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
+        if self.stride_factor < 1 or self.stride_divisor < 1:
+            raise ValueError(f"ViewSpec.stride_factor and stride_divisor must be >= 1, got {self.stride_factor}, {self.stride_divisor}")
         if self.next_offset is not None and self.next_offset < 1:
             raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")
         if self.window not in ("shared", "own"):
@@ -83,7 +90,7 @@ class ViewSpec:
 
 
 def _strides(view: ViewSpec, stride: int) -> list[int]:
-    base = view.stride if view.stride is not None else stride * view.stride_factor
+    base = view.stride if view.stride is not None else max(1, stride * view.stride_factor // view.stride_divisor)
     return [base * s for s in view.scales] if view.scales else [base]
 
 

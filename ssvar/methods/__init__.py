@@ -1,10 +1,12 @@
 """One LightningModule per method, all on :class:`SemiSupervisedModule`."""
 
+from ssvar.methods.actnetformer import ActNetFormer
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.cmpl import CMPL
 from ssvar.methods.fixmatch import FixMatch
 from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
 from ssvar.methods.svformer import SVFormer
 from ssvar.methods.tg_fixmatch import TGFixMatch
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "SVFormer"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer"]

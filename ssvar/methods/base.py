@@ -115,6 +115,7 @@ class SemiSupervisedModule(L.LightningModule):
         self.clip_settings: dict[str, int] = {}
         self.decode_failures = 0
         self._pseudo_labels: PseudoLabels | None = None
+        self._extra_pseudo_labels: dict[str, PseudoLabels] = {}
         # Confident pseudo-labels per class over the current epoch (monitoring only).
         self.register_buffer("pl_class_counts", torch.zeros(num_classes), persistent=False)
         self.confusion_matrix: torch.Tensor | None = None
@@ -157,10 +158,15 @@ class SemiSupervisedModule(L.LightningModule):
         (separate passes give each view its own batch statistics); one pass is also cheaper."""
         return self(torch.cat(clips)).split([c.shape[0] for c in clips])
 
-    def monitor_pseudo_labels(self, pl: PseudoLabels) -> None:
+    def monitor_pseudo_labels(self, pl: PseudoLabels, tag: str = "") -> None:
         """Called by a method inside :meth:`unsupervised_loss` with the pseudo-labels it used; the
-        base compares them with the hidden labels (which the method never sees) and logs quality."""
-        self._pseudo_labels = pl
+        base compares them with the hidden labels (which the method never sees) and logs quality.
+        A method with a second set of pseudo-labels (two networks) passes it with a ``tag``: it is
+        logged as ``train/pl_<tag>_*`` (mask rate, confidence, accuracy; no class counts)."""
+        if tag:
+            self._extra_pseudo_labels[tag] = pl
+        else:
+            self._pseudo_labels = pl
 
     def update_teachers(self) -> None:
         """After a real optimiser step: move EMA teachers. Default: ``self.teacher`` follows
@@ -233,6 +239,7 @@ class SemiSupervisedModule(L.LightningModule):
         labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
         y = labeled["label"]
         self._pseudo_labels = None
+        self._extra_pseudo_labels = {}
         # The method sees the unlabelled batch without its true labels.
         losses, logits = self.compute_losses(labeled, _without_hidden(unlabeled) if unlabeled else {})
         loss = sum(losses.values())
@@ -245,20 +252,24 @@ class SemiSupervisedModule(L.LightningModule):
         self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
         if self._pseudo_labels is not None:
             self._log_pseudo_label_quality(self._pseudo_labels, unlabeled.get("hidden_label"))
+        for tag, pl in self._extra_pseudo_labels.items():
+            self._log_pseudo_label_quality(pl, unlabeled.get("hidden_label"), tag)
         teacher = getattr(self, "teacher", None)
         if isinstance(teacher, EMATeacher):
             self.log("train/ema_decay", teacher.last_decay, batch_size=bs)
         return loss
 
     @torch.no_grad()
-    def _log_pseudo_label_quality(self, pl: PseudoLabels, hidden: torch.Tensor | None) -> None:
+    def _log_pseudo_label_quality(self, pl: PseudoLabels, hidden: torch.Tensor | None, tag: str = "") -> None:
         bs = pl.mask.shape[0]
-        self.log("train/pl_mask_rate", pl.mask.mean(), batch_size=bs, prog_bar=True)
-        self.log("train/pl_threshold", float(pl.threshold), batch_size=bs)
-        self.log("train/pl_confidence", pl.confidence.mean(), batch_size=bs)
+        pre = f"train/pl_{tag}_" if tag else "train/pl_"
+        self.log(pre + "mask_rate", pl.mask.mean(), batch_size=bs, prog_bar=not tag)
+        self.log(pre + "threshold", float(pl.threshold), batch_size=bs)
+        self.log(pre + "confidence", pl.confidence.mean(), batch_size=bs)
         hard = pl.hard
-        # Weighted bincount: no boolean indexing, so no device-to-host sync in the hot path.
-        self.pl_class_counts += torch.bincount(hard, weights=pl.mask, minlength=self.num_classes)
+        if not tag:
+            # Weighted bincount: no boolean indexing, so no device-to-host sync in the hot path.
+            self.pl_class_counts += torch.bincount(hard, weights=pl.mask, minlength=self.num_classes)
         if hidden is None:
             return
         # Hidden labels may be unknown (-1) for truly unlabelled data. The counts below cost one
@@ -267,11 +278,11 @@ class SemiSupervisedModule(L.LightningModule):
         n_known = int(known.sum())
         if n_known:
             correct = (hard == hidden).float()
-            self.log("train/pl_acc", correct[known].mean(), batch_size=n_known)
+            self.log(pre + "acc", correct[known].mean(), batch_size=n_known)
             ck = known & (pl.mask > 0)
             n_ck = int(ck.sum())
             if n_ck:
-                self.log("train/pl_acc_confident", correct[ck].mean(), batch_size=n_ck)
+                self.log(pre + "acc_confident", correct[ck].mean(), batch_size=n_ck)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.update_teachers()
@@ -405,14 +416,21 @@ class SemiSupervisedModule(L.LightningModule):
             random.setstate((version, tuple(pystate), pygauss))
 
     # -- optimisation ---------------------------------------------------------------------
-    def configure_optimizers(self):
-        hp = self.hparams
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups. Default: weight decay on weights, none on norms and
+        biases. Methods with several networks override this (e.g. one learning rate per network,
+        :func:`ssvar.components.co_training.co_training_param_groups`); a group's own ``lr`` is
+        scaled by the schedule like the default one."""
         decay, no_decay = [], []
         for n, p in self.named_parameters():
             if not p.requires_grad:
                 continue
             (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.parameter_groups()
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
         else:

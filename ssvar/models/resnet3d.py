@@ -26,12 +26,20 @@ class SlowOnlyR50(VideoBackbone):
             pytorchvideo ``slow_r50`` state dict (same ``blocks.*`` keys; its head ``blocks.5.*`` is
             dropped; a ``{"model_state": ...}`` wrapper, as in pytorchvideo's released files, is
             unwrapped).
-        depth: 50, 101 or 152 (``create_resnet``'s bottleneck depths); ``feature_dim`` is 2048 for all.
+        depth: 50, 101 or 152 (``create_resnet``'s bottleneck depths); ``feature_dim`` is
+            ``2048 * width_multiplier`` for all.
         in_channels: 3 for RGB.
+        width_multiplier: scales every channel count (stem 64 -> ``64 * width_multiplier``, stages
+            and ``feature_dim`` alike); 0.25 gives the "R50-1/4" low-capacity auxiliary network of
+            CMPL (~2M parameters). ``64 * width_multiplier`` must be a whole number.
     """
 
-    def __init__(self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3):
+    def __init__(self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0):
         super().__init__()
+        stem = 64 * width_multiplier
+        if width_multiplier <= 0 or stem != int(stem):
+            raise ValueError(f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}")
+        stem = int(stem)
         with warnings.catch_warnings():  # fvcore: "torch.jit.script is deprecated" (FutureWarning)
             warnings.simplefilter("ignore", FutureWarning)
             from pytorchvideo.models.resnet import create_resnet
@@ -40,12 +48,13 @@ class SlowOnlyR50(VideoBackbone):
             input_channel=in_channels,
             model_depth=depth,
             stem_conv_kernel_size=(1, 7, 7),  # slow_r50; every other setting is create_resnet's default
+            stem_dim_out=stem,  # every later width follows from it (x4 out, x2 per stage)
             head=None,
         )
         # Same key names as pytorchvideo's Net ("blocks.<i>..."): stem, res2, res3, res4, res5.
         self.blocks = net.blocks
-        self.stage_dims = [256, 512, 1024, 2048]
-        self.feature_dim = 2048
+        self.stage_dims = [4 * stem, 8 * stem, 16 * stem, 32 * stem]
+        self.feature_dim = 32 * stem
         if checkpoint:
             self.load_checkpoint(checkpoint)
 
