@@ -1,9 +1,10 @@
 """One LightningModule per method, all on :class:`SemiSupervisedModule`."""
 
+from ssvar.methods.acl_mtl import ACLMTL
 from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.fixmatch import FixMatch
 from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
 from ssvar.methods.tg_fixmatch import TGFixMatch
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "ACLMTL"]
