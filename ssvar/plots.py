@@ -80,3 +80,54 @@ def log_figure(logger, tag: str, fig, step: int) -> None:
             logger.log_image(key=tag, images=[wandb.Image(fig)], step=step)
     finally:
         plt.close(fig)
+
+
+def plot_tsne(
+    features,
+    labels,
+    class_names: Sequence[str],
+    path: str | None,
+    title: str,
+    *,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    ax=None,
+):
+    """2-D t-SNE (scikit-learn) of ``features`` ``[N, D]`` coloured by ``labels`` ``[N]``.
+
+    Features are L2-normalised first (the geometry contrastive losses shape). The perplexity is
+    lowered to ``(N - 1) / 3`` for small sets (t-SNE needs ``perplexity < N``). Draws on ``ax``
+    when given, else on a new figure; saves to ``path`` (PNG) when given. Returns the figure.
+    """
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
+    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be [N, D] with one label each, got {x.shape} and {y.shape}")
+    if len(x) < 4:
+        raise ValueError(f"t-SNE needs at least 4 points, got {len(x)}")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    perp = float(min(perplexity, max(1.0, (len(x) - 1) / 3)))
+    emb = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    else:
+        fig = ax.figure
+    n = max(len(class_names), int(y.max()) + 1)
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "gist_ncar")
+    for c in range(n):
+        sel = y == c
+        if sel.any():
+            name = class_names[c] if c < len(class_names) else str(c)
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=14, color=cmap(c % cmap.N if n <= 20 else c / n), label=name, alpha=0.85)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    if n <= 20:
+        ax.legend(fontsize=7, markerscale=1.2, loc="best", framealpha=0.6)
+    if own:
+        fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
