@@ -27,6 +27,8 @@ for p in (str(REPO), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import lightning as L  # noqa: E402
+
 
 def train_and_embed(base: str, method_config: str, k: int, seed: int, steps: int, sets: list[str], root: str):
     import torch
@@ -57,14 +59,49 @@ def train_and_embed(base: str, method_config: str, k: int, seed: int, steps: int
     with torch.no_grad():
         for batch in dm.test_dataloader():
             batch = model.on_after_batch_transfer(batch, 0)
-            v = batch["video"]
-            if v.dim() == 5:
-                v = v[:, None]
-            b, n = v.shape[:2]
-            feats.append(model.backbone(v.flatten(0, 1)).view(b, n, -1).mean(1))
+            feats.append(_embed(model, batch["video"]))
             labels.append(batch["label"])
     acc = next(v for key, v in test.items() if key.startswith("test/acc1"))
     return torch.cat(feats), torch.cat(labels), list(dm.classes), float(acc), time.time() - t0
+
+
+class SaveTestFeatures(L.Callback):
+    """Saves the pooled backbone features of every test video (averaged over its views), the
+    labels and the class names to ``<default_root_dir>/test_features.pt`` at the end of testing.
+
+    Add it to a ``label_efficiency.py`` run to get the t-SNE of exactly that run, e.g.
+    ``--method-set acl_mtl:trainer.callbacks+=benchmarks.acl_mtl_tsne.SaveTestFeatures``.
+    """
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+        self.rows: list = []
+        self.labels: list = []
+
+    def on_test_start(self, trainer, module):
+        self.rows, self.labels = [], []
+
+    def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        import torch
+
+        with torch.no_grad():
+            self.rows.append(_embed(module, batch["video"]).cpu())
+        self.labels.append(batch["label"].cpu())
+
+    def on_test_end(self, trainer, module):
+        import torch
+
+        path = self.path or str(Path(trainer.default_root_dir) / "test_features.pt")
+        torch.save({"features": torch.cat(self.rows), "labels": torch.cat(self.labels),
+                    "classes": list(module.class_names)}, path)
+
+
+def _embed(model, video):
+    """Pooled backbone features of normalised clips ``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]``,
+    averaged over the V views."""
+    v = video if video.dim() == 6 else video[:, None]
+    b, n = v.shape[:2]
+    return model.backbone(v.flatten(0, 1)).view(b, n, -1).mean(1)
 
 
 def knn_accuracy(x, y, k: int = 5) -> float:
@@ -82,8 +119,11 @@ def knn_accuracy(x, y, k: int = 5) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--methods", nargs="+", required=True, metavar="NAME=CONFIG")
+    p.add_argument("--config", help="base config (data + trainer) for --methods")
+    p.add_argument("--methods", nargs="*", default=[], metavar="NAME=CONFIG", help="train these and embed their test set")
+    p.add_argument("--features", nargs="*", default=[], metavar="NAME=PATH",
+                   help="test features saved by SaveTestFeatures in a label_efficiency.py run (test top-1 read from --acc NAME=VALUE)")
+    p.add_argument("--acc", nargs="*", default=[], metavar="NAME=VALUE", help="test top-1 of a --features entry, for the title")
     p.add_argument("--labels-per-class", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=200)
@@ -98,15 +138,24 @@ def main(argv=None) -> dict:
     from ssvar.plots import plot_tsne
 
     runs = Path(args.runs_dir)
-    base = str(strip_model(args.config, runs / "base_config.yaml"))
-    methods = [m.split("=", 1) for m in args.methods]
-    fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 5.5))
-    axes = [axes] if len(methods) == 1 else list(axes)
+    if args.methods and not args.config:
+        p.error("--methods needs --config")
+    base = str(strip_model(args.config, runs / "base_config.yaml")) if args.methods else ""
+    import torch
+
+    entries = [("train", *m.split("=", 1)) for m in args.methods] + [("load", *f.split("=", 1)) for f in args.features]
+    accs = {k: float(v) for k, v in (a.split("=", 1) for a in args.acc)}
+    fig, axes = plt.subplots(1, len(entries), figsize=(6.5 * len(entries), 5.5))
+    axes = [axes] if len(entries) == 1 else list(axes)
     summary = {}
-    for ax, (name, cfg) in zip(axes, methods):
-        x, y, classes, acc, wall = train_and_embed(base, cfg, args.labels_per_class, args.seed, args.max_steps, args.set, str(runs / name))
+    for ax, (kind, name, src) in zip(axes, entries):
+        if kind == "train":
+            x, y, classes, acc, wall = train_and_embed(base, src, args.labels_per_class, args.seed, args.max_steps, args.set, str(runs / name))
+        else:
+            saved = torch.load(src, weights_only=False)
+            x, y, classes, acc, wall = saved["features"], saved["labels"], saved["classes"], accs.get(name, float("nan")), 0.0
         knn = knn_accuracy(x, y)
-        summary[name] = {"test_acc1": acc, "knn5_acc": knn, "test_videos": len(y), "wall_s": round(wall, 1)}
+        summary[name] = {"source": kind, "test_acc1": acc, "knn5_acc": knn, "test_videos": len(y), "wall_s": round(wall, 1)}
         plot_tsne(x, y, classes, None, f"{name}: test top-1 {100 * acc:.1f} %, 5-NN {100 * knn:.1f} %", seed=args.seed, ax=ax)
     fig.suptitle(f"t-SNE of test features ({args.labels_per_class} labels/class, seed {args.seed}, {args.max_steps} steps)")
     fig.tight_layout()
