@@ -92,8 +92,9 @@ class SaveTestFeatures(L.Callback):
         import torch
 
         path = self.path or str(Path(trainer.default_root_dir) / "test_features.pt")
+        acc = next((float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/acc1")), float("nan"))
         torch.save({"features": torch.cat(self.rows), "labels": torch.cat(self.labels),
-                    "classes": list(module.class_names)}, path)
+                    "classes": list(module.class_names), "acc1": acc}, path)
 
 
 def _embed(model, video):
@@ -122,8 +123,8 @@ def main(argv=None) -> dict:
     p.add_argument("--config", help="base config (data + trainer) for --methods")
     p.add_argument("--methods", nargs="*", default=[], metavar="NAME=CONFIG", help="train these and embed their test set")
     p.add_argument("--features", nargs="*", default=[], metavar="NAME=PATH",
-                   help="test features saved by SaveTestFeatures in a label_efficiency.py run (test top-1 read from --acc NAME=VALUE)")
-    p.add_argument("--acc", nargs="*", default=[], metavar="NAME=VALUE", help="test top-1 of a --features entry, for the title")
+                   help="test features saved by SaveTestFeatures in a label_efficiency.py run, or by an earlier --methods run")
+    p.add_argument("--acc", nargs="*", default=[], metavar="NAME=VALUE", help="test top-1 of a --features entry (default: the saved one)")
     p.add_argument("--labels-per-class", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=200)
@@ -151,9 +152,13 @@ def main(argv=None) -> dict:
     for ax, (kind, name, src) in zip(axes, entries):
         if kind == "train":
             x, y, classes, acc, wall = train_and_embed(base, src, args.labels_per_class, args.seed, args.max_steps, args.set, str(runs / name))
+            # kept, so the figure can be drawn again with --features without training
+            (runs / name).mkdir(parents=True, exist_ok=True)
+            torch.save({"features": x, "labels": y, "classes": classes, "acc1": acc}, runs / name / "test_features.pt")
         else:
             saved = torch.load(src, weights_only=False)
-            x, y, classes, acc, wall = saved["features"], saved["labels"], saved["classes"], accs.get(name, float("nan")), 0.0
+            x, y, classes, wall = saved["features"], saved["labels"], saved["classes"], 0.0
+            acc = accs.get(name, saved.get("acc1", float("nan")))
         knn = knn_accuracy(x, y)
         summary[name] = {"source": kind, "test_acc1": acc, "knn5_acc": knn, "test_videos": len(y), "wall_s": round(wall, 1)}
         plot_tsne(x, y, classes, None, f"{name}: test top-1 {100 * acc:.1f} %, 5-NN {100 * knn:.1f} %", seed=args.seed, ax=ax)
