@@ -71,6 +71,10 @@ TRAIN_STATS = (
     "train/loss_supervised",
     "train/loss_unsupervised",
     "train/loss_consistency",
+    "train/loss_acl",
+    "train/loss_mtl_calibration",
+    "train/loss_mtl_align",
+    "train/acl_reliability",
 )
 
 

@@ -183,12 +183,25 @@ def plot_pseudo_label_curves(
 
 
 # -- feature embeddings -----------------------------------------------------------------------------
-def plot_tsne(features, labels, class_names: Sequence[str], path: str | None = None, title: str = "t-SNE of features"):
+def plot_tsne(
+    features,
+    labels,
+    class_names: Sequence[str],
+    path: str | None = None,
+    title: str = "t-SNE of features",
+    *,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    normalize: bool = False,
+    ax=None,
+):
     """2-D t-SNE (scikit-learn) of ``features`` ``[N, D]`` coloured by ``labels`` ``[N]``.
 
     The perplexity is capped for small sets (it must stay below N); PCA initialisation and a
-    fixed seed make the picture reproducible; sets up to 300 points use exact t-SNE. Saved as PNG when ``path`` is given; returns the
-    figure (pass it to :func:`log_figure`, which closes it).
+    fixed ``seed`` make the picture reproducible; sets up to 300 points use exact t-SNE.
+    ``normalize`` L2-normalises the features first (the geometry contrastive losses shape).
+    Draws on ``ax`` when given (side-by-side panels), else on a new figure; saved as PNG when
+    ``path`` is given; returns the figure (pass it to :func:`log_figure`, which closes it).
     """
     from sklearn.manifold import TSNE
 
@@ -196,26 +209,33 @@ def plot_tsne(features, labels, class_names: Sequence[str], path: str | None = N
     y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError(f"features must be [N, D] and labels [N], got {x.shape} and {y.shape}")
-    if len(x) < 3:
-        raise ValueError(f"t-SNE needs at least 3 points, got {len(x)}")
-    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    if len(x) < 4:
+        raise ValueError(f"t-SNE needs at least 4 points, got {len(x)}")
+    if normalize:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    perp = float(min(perplexity, max(1.0, (len(x) - 1) / 3)))
     # Exact gradients for small sets: faster there than Barnes-Hut's threads on a busy CPU.
     method = "exact" if len(x) <= 300 else "barnes_hut"
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0, method=method).fit_transform(x)
+    emb = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed, method=method).fit_transform(x)
     names = list(class_names)
     classes = sorted(set(y.tolist()))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(7.5, 6))
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(7.5, 6))
+    else:
+        fig = ax.figure
     for c in classes:
-        m = y == c
+        sel = y == c
         name = names[c] if 0 <= c < len(names) else str(c)
-        ax.scatter(emb[m, 0], emb[m, 1], s=22, color=cmap(c % cmap.N), label=name, alpha=0.85, edgecolors="none")
+        ax.scatter(emb[sel, 0], emb[sel, 1], s=22, color=cmap(c % cmap.N), label=name, alpha=0.85, edgecolors="none")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{title} (n={len(x)}, perplexity {perplexity:.0f})")
+    ax.set_title(f"{title} (n={len(x)}, perplexity {perp:.0f})")
     if len(classes) <= 30:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False, markerscale=1.5)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     if path:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

@@ -12,7 +12,14 @@ from ssvar.components.contrastive import (
     rank_offset,
 )
 from ssvar.components.ema import EMATeacher
+from ssvar.components.prototype_bank import GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss, fit_gmm_1d
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
+from ssvar.components.temporal_calibration import (
+    CrossScaleCalibration,
+    supports_time_features,
+    temporal_alignment_loss,
+    time_features,
+)
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
 from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
 
@@ -38,6 +45,14 @@ __all__ = [
     "temporal_gradient",
     "TokenMixDraw",
     "TubeTokenMix",
+    "GaussianMixture1D",
+    "PrototypeBank",
+    "adaptive_contrastive_loss",
+    "fit_gmm_1d",
+    "CrossScaleCalibration",
+    "supports_time_features",
+    "temporal_alignment_loss",
+    "time_features",
 ]
 
 

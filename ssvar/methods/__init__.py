@@ -1,5 +1,6 @@
 """One LightningModule per method, all on :class:`SemiSupervisedModule`."""
 
+from ssvar.methods.acl_mtl import ACLMTL
 from ssvar.methods.actnetformer import ActNetFormer
 from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.cmpl import CMPL
@@ -9,4 +10,4 @@ from ssvar.methods.supervised import Supervised
 from ssvar.methods.svformer import SVFormer
 from ssvar.methods.tg_fixmatch import TGFixMatch
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer", "ACLMTL"]
