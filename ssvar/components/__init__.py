@@ -6,13 +6,17 @@ from ssvar.components.contrastive import (
     ProjectionHead,
     gather_no_grad,
     gather_with_grad,
+    global_local_contrastive,
     info_nce,
+    local_local_contrastive,
     nt_xent,
     rank_offset,
 )
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
+from ssvar.components.temporal_similarity import TemporalSimilarityReweighter, temporal_similarity_matrix
+from ssvar.components.weights import FrozenTeacher, load_weights
 
 __all__ = [
     "EMATeacher",
@@ -21,15 +25,21 @@ __all__ = [
     "CrossArchContrastiveHead",
     "CrossModalContrastive",
     "ProjectionHead",
+    "FrozenTeacher",
+    "TemporalSimilarityReweighter",
     "gather_no_grad",
     "gather_with_grad",
+    "global_local_contrastive",
     "info_nce",
+    "load_weights",
+    "local_local_contrastive",
     "nt_xent",
     "rank_offset",
     "PreciseBN",
     "recompute_bn_stats",
     "split_rgb_tg",
     "temporal_gradient",
+    "temporal_similarity_matrix",
 ]
 
 

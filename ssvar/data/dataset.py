@@ -48,6 +48,12 @@ class ViewSpec:
             (clamped to the last frame), with the same crop and augmentation, as a second half of
             the time axis: ``[C, 2T, H, W]``. Temporal gradients are computed from it on the device
             (``next_offset=1``: consecutive frames; ``=stride``: "slow" gradient of sampled frames).
+        offsets: clip centres relative to the sample's shared centre, in frames: one clip per
+            offset, stacked ``[V, C, T, H, W]`` (with ``clips > 1``: every offset around every
+            uniform centre). Consecutive sub-clips tiling another view's span come from
+            :func:`ssvar.data.sampling.tiling_offsets` (TimeBalance/TCLR's dense clips).
+        independent_clips: each clip of a multi-clip view draws its own augmentation (crop, flip,
+            RandAugment) instead of sharing one draw. Such a view cannot take part in ``same_as``.
     """
 
     aug: Literal["weak", "strong", "test"] = "weak"
@@ -59,6 +65,8 @@ class ViewSpec:
     clips: int = 1
     crops: int = 1
     next_offset: int | None = None
+    offsets: tuple[float, ...] | None = None
+    independent_clips: bool = False
 
     def __post_init__(self):
         if self.aug not in ("weak", "strong", "test"):
@@ -67,6 +75,20 @@ class ViewSpec:
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
         if self.next_offset is not None and self.next_offset < 1:
             raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")
+        if self.offsets is not None:
+            if len(self.offsets) == 0:
+                raise ValueError("ViewSpec.offsets must hold at least one offset")
+            object.__setattr__(self, "offsets", tuple(float(o) for o in self.offsets))
+        if self.independent_clips and self.same_as is not None:
+            raise ValueError("ViewSpec.independent_clips cannot be combined with same_as")
+
+
+def _extent(view: ViewSpec, length: int, stride: int) -> int:
+    """Frames spanned around the shared centre by a view's clips (its offsets included)."""
+    span = (length - 1) * stride + 1
+    if not view.offsets:
+        return span
+    return span + 2 * int(np.ceil(max(abs(o) for o in view.offsets)))
 
 
 def _strides(view: ViewSpec, stride: int) -> list[int]:
@@ -113,6 +135,8 @@ class VideoDataset(Dataset):
         for name, v in views.items():
             if v.same_as is not None and v.same_as not in views:
                 raise ValueError(f"view {name!r} has same_as={v.same_as!r}, which is not a view ({list(views)})")
+            if v.same_as is not None and views[v.same_as].independent_clips:
+                raise ValueError(f"view {name!r} is same_as {v.same_as!r}, whose clips are augmented independently")
         if len(index) == 0:
             raise ValueError(f"empty video index for dataset at {root}")
         self.root = root
@@ -150,7 +174,7 @@ class VideoDataset(Dataset):
         """Frame indices per view: a list of clips (clips x scales), each an index array."""
         n = info.num_frames
         lengths = {k: v.num_frames or self.num_frames for k, v in self.views.items()}
-        spans = [(lengths[k] - 1) * s + 1 for k, v in self.views.items() for s in _strides(v, self.stride)]
+        spans = [_extent(v, lengths[k], s) for k, v in self.views.items() for s in _strides(v, self.stride)]
         plan: dict[str, list[np.ndarray]] = {}
         if self.train:
             centre = random_centre(n, max(spans), _TorchRNG())
@@ -158,6 +182,8 @@ class VideoDataset(Dataset):
             strides = _strides(v, self.stride)
             span = max((lengths[k] - 1) * s + 1 for s in strides)
             centres = [centre] if self.train and v.clips == 1 else uniform_centres(n, span, v.clips)
+            if v.offsets:  # sub-clips around each centre, all from this one decode
+                centres = [c + o for c in centres for o in v.offsets]
             plan[k] = [clip_indices(n, lengths[k], s, c, self.short_policy) for c in centres for s in strides]
             if v.next_offset:  # frames t and t + offset, decoded in the same pass
                 plan[k] = [np.concatenate([c, np.minimum(c + v.next_offset, n - 1)]) for c in plan[k]]
@@ -233,7 +259,10 @@ class VideoDataset(Dataset):
         for members in groups.values():
             parts = [as_video(c) for k in members for c in clips[k]]
             sizes = [p.shape[0] for p in parts]
-            cropped = torch.split(self._weak(torch.cat(parts)), sizes)
+            if self.views[members[0]].independent_clips:  # one draw per clip (never shared)
+                cropped = [self._weak(p) for p in parts]
+            else:
+                cropped = torch.split(self._weak(torch.cat(parts)), sizes)
             j = 0
             for k in members:
                 n = len(clips[k])

@@ -5,5 +5,7 @@ from ssvar.methods.fixmatch import FixMatch
 from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
 from ssvar.methods.tg_fixmatch import TGFixMatch
+from ssvar.methods.timebalance import TimeBalance
+from ssvar.methods.timebalance_pretrain import TimeBalancePretrain
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "TimeBalancePretrain", "TimeBalance"]
