@@ -22,7 +22,8 @@ reused when present (an interrupted benchmark resumes).
 
     python benchmarks/timebalance_label_efficiency.py --name synthetic_timebalance \\
         --config examples/configs/demo.yaml --labels-per-class 2 1 --seeds 0 1 2 \\
-        --max-steps 200 --pretrain-steps 60 --finetune-steps 200 --no-progress
+        --max-steps 200 --pretrain-steps 50 --finetune-steps 200 \\
+        --pretrain-set data.init_args.crop_size=32 --pretrain-set data.init_args.short_side=36 --no-progress
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--labels-per-class", nargs="+", type=int, required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--max-steps", type=int, required=True, help="stage-3 steps (equal to the other methods' rows)")
-    p.add_argument("--pretrain-steps", type=int, default=60)
+    p.add_argument("--pretrain-steps", type=int, default=50)
     p.add_argument("--finetune-steps", type=int, default=200)
     p.add_argument("--pretrain-seed", type=int, default=0)
     p.add_argument("--pretrain-per-seed", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run of every stage")
+    p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for the stage-1 runs only, e.g. data.init_args.crop_size=32 (cheaper pretraining)")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -115,7 +118,7 @@ def main(argv=None) -> dict:
     data = json.loads(json_path.read_text()) if json_path.exists() else {"name": args.name, "runs": []}
     # Paths do not enter the settings id; the stage lengths do.
     stage_sets = [f"pretrain_steps={args.pretrain_steps}", f"finetune_steps={args.finetune_steps}",
-                  f"pretrain_per_seed={args.pretrain_per_seed}"]
+                  f"pretrain_per_seed={args.pretrain_per_seed}", *(f"pretrain:{s}" for s in args.pretrain_set)]
     sid = LE._settings_id(str(base), str(DISTILL), args.max_steps, list(args.set) + stage_sets)
     plan_keys = set()
     for k in args.labels_per_class:
@@ -124,6 +127,7 @@ def main(argv=None) -> dict:
             pre = {}
             for v, (ic, ll, gl) in VARIANTS.items():
                 pre[v] = stage(f"pretrain_{v}_s{pseed}", PRETRAIN, pseed, args.labels_per_class[0], args.pretrain_steps, [
+                    *args.pretrain_set,
                     "data.init_args.labeled_in_unlabeled=true",  # the whole training pool, no labels
                     f"model.init_args.instance_weight={ic}", f"model.init_args.local_local_weight={ll}",
                     f"model.init_args.global_local_weight={gl}"])

@@ -323,3 +323,34 @@ def test_mismatched_checkpoints_fail_loudly(tmp_path):
     with pytest.raises(ValueError, match="distinctive_teacher"):
         m.load_initial_weights()
     assert load_weights(Tiny3D(width=4), path, "backbone.") > 0
+
+
+@pytest.mark.slow
+def test_shipped_synthetic_stages_chain_through_the_cli(tmp_path, monkeypatch):
+    """The six CPU configs of examples/timebalance_synthetic.sh, in order, 1 step each: every
+    stage finds the previous stage's ``last.ckpt`` at the path its config names."""
+    from pathlib import Path
+
+    from ssvar.cli import run_cli
+    from synth import TINY
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)  # the configs' relative run folders land here
+    data = ["--data.init_args.root", str(tmp_path / "synth")]
+    for k, v in TINY.items():
+        data += [f"--data.init_args.{k}", str(v)]
+    data += ["--data.init_args.labeled_per_class", "1", "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+             "--data.init_args.crop_size", "24", "--data.init_args.short_side", "28", "--data.init_args.test_fraction", "0.34"]
+    stages = [f"timebalance-pretrain-{v}_tiny3d_synthetic.yaml" for v in ("inv", "dist", "tclr")]
+    stages += [f"timebalance-finetune-{v}_tiny3d_synthetic.yaml" for v in ("inv", "dist")] + ["timebalance_tiny3d_synthetic.yaml"]
+    for name in stages:
+        run_cli(["fit", "--config", str(repo / "examples" / "configs" / name), *data, "--trainer.max_steps", "1",
+                 "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--test_after_fit", "false",
+                 "--model.init_args.backbone.init_args.width", "4"])
+    runs = tmp_path / "runs" / "timebalance_synthetic"
+    assert all((runs / d / "last.ckpt").is_file() for d in
+               ("pretrain_inv", "pretrain_dist", "pretrain_tclr", "finetune_inv", "finetune_dist", "timebalance"))
+    student = torch.load(runs / "timebalance" / "last.ckpt", weights_only=False)["state_dict"]
+    inv = torch.load(runs / "finetune_inv" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(student["teacher_inv.model." + k], v) for k, v in inv.items() if k.startswith(("backbone.", "head.")))
+    assert student["reweighter.score_unlabeled"].numel() > 0
