@@ -71,6 +71,20 @@ def test_dense_clips_draw_independent_crops(tmp_path):
     assert not torch.equal(d[0], d[1]) and not torch.equal(d[1], d[2])
 
 
+def test_view_spec_offsets_validation():
+    from ssvar.data.dataset import ViewSpec
+    from ssvar.data.sampling import tiling_offsets
+
+    assert tiling_offsets(16, 4, 4, 16, 1) == (-22.5, -6.5, 9.5, 25.5)
+    with pytest.raises(ValueError, match="multiple of num_clips"):
+        tiling_offsets(6, 4, 4, 4)
+    with pytest.raises(ValueError, match="same_as"):
+        ViewSpec("weak", same_as="x", independent_clips=True)
+    with pytest.raises(ValueError, match="augmented independently"):
+        VideoDataset("root", VideoIndex([VideoRecord("v.mp4", 0)], ["a"]),
+                     {"a": ViewSpec("weak", offsets=(0, 4), independent_clips=True), "b": ViewSpec("strong", same_as="a")})
+
+
 # ---------------------------------------------------------------- losses: references
 def _ref_local_local(z1, z2, t):
     losses = []
