@@ -7,7 +7,9 @@ from ssvar.components.contrastive import (
     ProjectionHead,
     gather_no_grad,
     gather_with_grad,
+    global_local_contrastive,
     info_nce,
+    local_local_contrastive,
     nt_xent,
     rank_offset,
 )
@@ -22,6 +24,8 @@ from ssvar.components.temporal_calibration import (
 )
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
 from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
+from ssvar.components.temporal_similarity import TemporalSimilarityReweighter, temporal_similarity_matrix
+from ssvar.components.weights import FrozenTeacher, load_weights
 
 __all__ = [
     "EMATeacher",
@@ -34,9 +38,14 @@ __all__ = [
     "co_training_param_groups",
     "forward_parts",
     "ProjectionHead",
+    "FrozenTeacher",
+    "TemporalSimilarityReweighter",
     "gather_no_grad",
     "gather_with_grad",
+    "global_local_contrastive",
     "info_nce",
+    "load_weights",
+    "local_local_contrastive",
     "nt_xent",
     "rank_offset",
     "PreciseBN",
@@ -53,6 +62,7 @@ __all__ = [
     "supports_time_features",
     "temporal_alignment_loss",
     "time_features",
+    "temporal_similarity_matrix",
 ]
 
 

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "global_local_contrastive",
+    "local_local_contrastive",
     "CrossArchContrastiveHead",
     "CrossModalContrastive",
     "ProjectionHead",
@@ -179,6 +181,51 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float, gather: bool = True) -> 
     # -inf (not a large negative) so the self-similarity adds exactly nothing to the denominator.
     logits = logits.index_put((rows, self_idx), torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device))
     return F.cross_entropy(logits, pos_idx)
+
+
+def local_local_contrastive(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """TCLR's local-local temporal contrastive loss (temporally distinctive).
+
+    ``z1``, ``z2``: ``[B, K, D]`` embeddings of a video's K consecutive dense clips under two
+    augmentations. Within each video, NT-Xent over its 2K embeddings: the positive of clip j of
+    one augmentation is clip j of the other, the negatives are the video's other 2K - 2 clips
+    (other times, both augmentations). Negatives never leave the video, so nothing is gathered
+    across ranks and the loss is DDP-exact by construction. Mean over the 2BK anchors.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if z1.dim() != 3 or z1.shape != z2.shape or z1.shape[1] < 2:
+        raise ValueError(f"expected two [B, K, D] embeddings with K >= 2, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    b, k, _ = z1.shape
+    z = torch.cat([z1, z2], dim=1)
+    z = F.normalize(z.float() if z.dtype in (torch.float16, torch.bfloat16) else z, dim=-1)  # [B, 2K, D]
+    logits = z @ z.transpose(1, 2) / temperature  # [B, 2K, 2K]
+    eye = torch.eye(2 * k, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(eye, float("-inf"))  # no self-similarity in the denominator
+    pos = (torch.arange(2 * k, device=z.device) + k) % (2 * k)
+    return F.cross_entropy(logits.flatten(0, 1), pos.repeat(b))
+
+
+def global_local_contrastive(local_of_global: Tensor, dense: Tensor, temperature: float) -> Tensor:
+    """TCLR's global-local temporal contrastive loss (temporally distinctive).
+
+    ``local_of_global``: ``[B, K, D]``, the K temporal slices of the sparse (global) clip's
+    feature map; ``dense``: ``[B, K, D]``, the K dense clips covering the same K time segments.
+    Per video, a K x K similarity matrix; cross-entropy with the diagonal as the target, in both
+    directions (slice -> dense clips and dense clip -> slices), averaged. Within-video negatives
+    only, so no gathering across ranks.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if local_of_global.dim() != 3 or local_of_global.shape != dense.shape or dense.shape[1] < 2:
+        raise ValueError(
+            f"expected two [B, K, D] embeddings with K >= 2, got {tuple(local_of_global.shape)} and {tuple(dense.shape)}"
+        )
+    b, k, _ = dense.shape
+    g, d = _normalise(local_of_global.flatten(0, 1)).view(b, k, -1), _normalise(dense.flatten(0, 1)).view(b, k, -1)
+    logits = g @ d.transpose(1, 2) / temperature  # [B, K, K]
+    target = torch.arange(k, device=dense.device).repeat(b)
+    return 0.5 * (F.cross_entropy(logits.flatten(0, 1), target) + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target))
 
 
 class ProjectionHead(nn.Module):

@@ -1,6 +1,7 @@
 """The semi-supervised DataModule and the ready-made ones (folder, UCF101, HMDB51, Kinetics-400).
 
-Training batches are ``{"labeled": {...}, "unlabeled": {...}}``. One epoch is one pass over the
+Training batches are ``{"labeled": {...}, "unlabeled": {...}}`` (a method that declares no
+labelled views, e.g. self-supervised pretraining, gets only ``"unlabeled"``). One epoch is one pass over the
 unlabelled pool: ``len(unlabeled) // (world_size * batch_size * mu)`` iterations. The tiny
 labelled set is resampled to fill the epoch by :class:`ResampledDistributedSampler`, a
 ``DistributedSampler`` subclass, so Lightning keeps it under DDP instead of replacing it. Methods
@@ -272,12 +273,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, rank = self._world()
         sp = self.splits
         steps = self.steps_per_epoch()
-        lab = self.dataset(sp.labeled, views["labeled"], train=True)
-        loaders = {
-            "labeled": self._loader(
+        loaders = {}
+        if views.get("labeled"):  # self-supervised pretraining needs no labelled loader
+            lab = self.dataset(sp.labeled, views["labeled"], train=True)
+            loaders["labeled"] = self._loader(
                 lab, self.batch_size, ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed), True
             )
-        }
+        if not loaders and not views.get("unlabeled"):
+            raise ValueError("the method declares neither labelled nor unlabelled training views")
         if views.get("unlabeled"):
             unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             bu = self.batch_size * self.mu

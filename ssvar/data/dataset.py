@@ -59,6 +59,12 @@ class ViewSpec:
         temporal_warp: re-time the clip's frames with a :class:`~ssvar.data.transforms.TemporalWarp`
             (SVFormer's strong view). Applied to the frame indices before decoding, so only the
             anchor frames are decoded; any crop/RandAugment then applies to the warped clip.
+        offsets: clip centres relative to the sample's shared centre, in frames: one clip per
+            offset, stacked ``[V, C, T, H, W]`` (with ``clips > 1``: every offset around every
+            uniform centre). Consecutive sub-clips tiling another view's span come from
+            :func:`ssvar.data.sampling.tiling_offsets` (TimeBalance/TCLR's dense clips).
+        independent_clips: each clip of a multi-clip view draws its own augmentation (crop, flip,
+            RandAugment) instead of sharing one draw. Such a view cannot take part in ``same_as``.
     """
 
     aug: Literal["weak", "strong", "test"] = "weak"
@@ -73,6 +79,8 @@ class ViewSpec:
     next_offset: int | None = None
     window: Literal["shared", "own"] = "shared"
     temporal_warp: TemporalWarp | None = None
+    offsets: tuple[float, ...] | None = None
+    independent_clips: bool = False
 
     def __post_init__(self):
         if self.aug not in ("weak", "strong", "test"):
@@ -87,6 +95,20 @@ class ViewSpec:
             raise ValueError(f"ViewSpec.window must be 'shared' or 'own', got {self.window!r}")
         if self.temporal_warp is not None and not isinstance(self.temporal_warp, TemporalWarp):
             raise TypeError(f"ViewSpec.temporal_warp must be a TemporalWarp, got {type(self.temporal_warp).__name__}")
+        if self.offsets is not None:
+            if len(self.offsets) == 0:
+                raise ValueError("ViewSpec.offsets must hold at least one offset")
+            object.__setattr__(self, "offsets", tuple(float(o) for o in self.offsets))
+        if self.independent_clips and self.same_as is not None:
+            raise ValueError("ViewSpec.independent_clips cannot be combined with same_as")
+
+
+def _extent(view: ViewSpec, length: int, stride: int) -> int:
+    """Frames spanned around the shared centre by a view's clips (its offsets included)."""
+    span = (length - 1) * stride + 1
+    if not view.offsets:
+        return span
+    return span + 2 * int(np.ceil(max(abs(o) for o in view.offsets)))
 
 
 def _strides(view: ViewSpec, stride: int) -> list[int]:
@@ -133,6 +155,8 @@ class VideoDataset(Dataset):
         for name, v in views.items():
             if v.same_as is not None and v.same_as not in views:
                 raise ValueError(f"view {name!r} has same_as={v.same_as!r}, which is not a view ({list(views)})")
+            if v.same_as is not None and views[v.same_as].independent_clips:
+                raise ValueError(f"view {name!r} is same_as {v.same_as!r}, whose clips are augmented independently")
         if len(index) == 0:
             raise ValueError(f"empty video index for dataset at {root}")
         self.root = root
@@ -171,7 +195,7 @@ class VideoDataset(Dataset):
         n = info.num_frames
         lengths = {k: v.num_frames or self.num_frames for k, v in self.views.items()}
         spans = [
-            (lengths[k] - 1) * s + 1 for k, v in self.views.items() if v.window == "shared" for s in _strides(v, self.stride)
+            _extent(v, lengths[k], s) for k, v in self.views.items() if v.window == "shared" for s in _strides(v, self.stride)
         ]
         plan: dict[str, list[np.ndarray]] = {}
         if self.train and spans:
@@ -183,6 +207,8 @@ class VideoDataset(Dataset):
                 centres = [random_centre(n, span, _TorchRNG()) if v.window == "own" else centre]
             else:
                 centres = uniform_centres(n, span, v.clips)
+            if v.offsets:  # sub-clips around each centre, all from this one decode
+                centres = [c + o for c in centres for o in v.offsets]
             plan[k] = [clip_indices(n, lengths[k], s, c, self.short_policy) for c in centres for s in strides]
             if v.temporal_warp is not None:  # re-timed before decoding: only the anchors are decoded
                 plan[k] = [c[v.temporal_warp.indices(len(c))] for c in plan[k]]
@@ -260,7 +286,10 @@ class VideoDataset(Dataset):
         for members in groups.values():
             parts = [as_video(c) for k in members for c in clips[k]]
             sizes = [p.shape[0] for p in parts]
-            cropped = torch.split(self._weak(torch.cat(parts)), sizes)
+            if self.views[members[0]].independent_clips:  # one draw per clip (never shared)
+                cropped = [self._weak(p) for p in parts]
+            else:
+                cropped = torch.split(self._weak(torch.cat(parts)), sizes)
             j = 0
             for k in members:
                 n = len(clips[k])

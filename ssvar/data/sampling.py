@@ -6,7 +6,9 @@ stride around it. That gives, from one decode:
 * a random training clip (T frames at stride s, random centre),
 * K uniformly spaced clips for testing (K centres),
 * two frame rates around one centre (two views with strides s and 2s),
-* long clips at several temporal scales (one view with ``scales=(1, 2, 4)``: strides s, 2s, 4s).
+* long clips at several temporal scales (one view with ``scales=(1, 2, 4)``: strides s, 2s, 4s),
+* consecutive dense sub-clips tiling a sparse clip's span (a view with ``offsets`` from
+  :func:`tiling_offsets`: TimeBalance/TCLR's sparse + dense clips).
 
 Short videos (fewer frames than the clip spans) follow a defined policy, ``short_policy``:
 
@@ -66,3 +68,23 @@ def uniform_centres(num_frames: int, span: int, count: int) -> list[float]:
             return [(num_frames - 1) / 2]
         return [(num_frames - 1) / 2] * count
     return [float(c) for c in np.linspace(lo, hi, count)]
+
+
+def tiling_offsets(
+    num_frames: int, stride: int, num_clips: int, clip_frames: int, clip_stride: int = 1
+) -> tuple[float, ...]:
+    """Centre offsets (relative to a ``num_frames`` x ``stride`` clip's centre) of ``num_clips``
+    consecutive sub-clips of ``clip_frames`` frames at ``clip_stride``; sub-clip ``j`` starts at
+    the big clip's frame ``j * num_frames / num_clips``.
+
+    TCLR / TimeBalance: a 16-frame clip at stride 4 and 4 dense 16-frame clips at stride 1 give
+    offsets ``(-22.5, -6.5, 9.5, 25.5)``: dense clip ``j`` covers frames ``16j .. 16j + 15`` of the
+    sparse clip's 64-frame window.
+    """
+    if num_clips < 1 or num_frames % num_clips:
+        raise ValueError(f"num_frames ({num_frames}) must be a multiple of num_clips ({num_clips})")
+    if min(num_frames, stride, clip_frames, clip_stride) < 1:
+        raise ValueError("frame counts and strides must be >= 1")
+    step = num_frames // num_clips * stride
+    half_big, half_small = (num_frames - 1) * stride / 2, (clip_frames - 1) * clip_stride / 2
+    return tuple(float(j * step + half_small - half_big) for j in range(num_clips))

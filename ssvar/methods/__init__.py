@@ -9,5 +9,7 @@ from ssvar.methods.mean_teacher import MeanTeacher
 from ssvar.methods.supervised import Supervised
 from ssvar.methods.svformer import SVFormer
 from ssvar.methods.tg_fixmatch import TGFixMatch
+from ssvar.methods.timebalance import TimeBalance
+from ssvar.methods.timebalance_pretrain import TimeBalancePretrain
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer", "ACLMTL"]
+__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer", "ACLMTL", "TimeBalancePretrain", "TimeBalance"]

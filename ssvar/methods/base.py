@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabels
+from ssvar.components.weights import load_weights
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
 
@@ -67,6 +68,12 @@ class SemiSupervisedModule(L.LightningModule):
         label_smoothing: label smoothing of the supervised cross-entropy.
         test_average: average ``"prob"`` (softmax) or ``"logit"`` scores over test views.
         mean, std: normalisation applied on the device.
+        init_backbone_from: a checkpoint file (a previous stage's Lightning checkpoint, or any
+            state dict) whose ``init_backbone_prefix`` tensors initialise the backbone when
+            fitting starts (``setup("fit")``; a resumed checkpoint then overrides them). Loading
+            is strict: any missing, unexpected or mis-shaped key is an error naming the file.
+        init_backbone_prefix: key prefix of the backbone in that file (``"backbone."`` for every
+            ssvar method and for :class:`~ssvar.methods.TimeBalancePretrain`).
     """
 
     def __init__(
@@ -85,6 +92,8 @@ class SemiSupervisedModule(L.LightningModule):
         test_average: Literal["prob", "logit"] = "prob",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        init_backbone_from: str | None = None,
+        init_backbone_prefix: str = "backbone.",
     ):
         super().__init__()
         if num_classes < 2:
@@ -366,8 +375,19 @@ class SemiSupervisedModule(L.LightningModule):
             return f"{dm.test_clips}x{dm.test_crops}"
         return "1view"
 
+    # -- weights from a previous stage ------------------------------------------------------
+    def load_initial_weights(self) -> None:
+        """Load the weights other runs produced (``init_backbone_from``). Called at
+        ``setup("fit")`` of the first fit of this module only (a second ``fit`` continues from the
+        trained weights); methods with more networks (frozen teachers) extend it."""
+        if self.hparams.get("init_backbone_from"):
+            load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
+
     # -- class names, carried in checkpoints ------------------------------------------------
     def setup(self, stage: str) -> None:
+        if stage == "fit" and not getattr(self, "_initial_weights_loaded", False):
+            self.load_initial_weights()
+            self._initial_weights_loaded = True
         dm = getattr(self.trainer, "datamodule", None)
         names = getattr(dm, "classes", None)
         if names:
