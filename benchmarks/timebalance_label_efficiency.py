@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
             costs[key] = fit_and_save(spec, ckpt)
             costs_path.write_text(json.dumps(costs, indent=1))
             print(f"{key}: {costs[key]:.0f} s", flush=True)
-        return str(ckpt.resolve())
+        return str(ckpt)  # relative to the repository root: no machine paths in the results
 
     json_path = out_dir / f"label_efficiency_{args.name}.json"
     data = json.loads(json_path.read_text()) if json_path.exists() else {"name": args.name, "runs": []}
