@@ -39,23 +39,15 @@ if str(REPO) not in sys.path[:1]:
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 import ssvar.methods.acl_mtl as acl_module  # noqa: E402
 from ssvar.components import EMATeacher  # noqa: E402
 from ssvar.methods import ACLMTL  # noqa: E402
 from ssvar.models import Tiny3D  # noqa: E402
 
-
-class _Fixed(Dataset):
-    def __init__(self, batch: dict, n: int):
-        self.batch, self.n = batch, n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return self.batch
+sys.path.insert(0, str(REPO / "benchmarks"))
+from step_overhead import _FixedBatches  # noqa: E402  (the same in-memory batch dataset)
 
 
 def _sync():
@@ -139,7 +131,7 @@ def run(args, batch, use_acl: bool) -> dict:
         accelerator=args.accelerator, devices=1, max_steps=total, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
     )
-    loader = DataLoader(_Fixed(batch, total), batch_size=None, shuffle=False)
+    loader = DataLoader(_FixedBatches(batch, total), batch_size=None, shuffle=False)
     try:
         # bank time of the warm-up steps is not counted: reset after them
         class _Reset(L.Callback):

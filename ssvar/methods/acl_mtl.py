@@ -42,7 +42,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.contrastive import ProjectionHead
@@ -263,7 +262,7 @@ class ACLMTL(SemiSupervisedModule):
         bl = y.shape[0]
         if not unlabeled:
             logits = self(labeled["weak"])
-            return {"supervised": F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)}, logits
+            return {"supervised": self.supervised_loss(logits, y)}, logits
         step = self.global_step
         on = 1.0 if step >= self.unsup_warmup_iterations() else 0.0
 
@@ -273,7 +272,7 @@ class ACLMTL(SemiSupervisedModule):
         feats = self.backbone(torch.cat([labeled["weak"], unlabeled["strong"]]))
         logits = self.head(feats)
         # 3. supervised
-        losses = {"supervised": F.cross_entropy(logits[:bl], y, label_smoothing=self.hparams.label_smoothing)}
+        losses = {"supervised": self.supervised_loss(logits[:bl], y)}
         # 4. FixMatch-style pseudo-labels from the teacher
         pl = self.pseudo_labeler(tout["logits_weak"], step)
         self.monitor_pseudo_labels(pl)

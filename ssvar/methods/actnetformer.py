@@ -25,7 +25,6 @@ Only Z is used for validation, testing and prediction: a trained model costs wha
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.co_training import CrossPseudoLabeler, co_training_param_groups, forward_parts
@@ -160,10 +159,9 @@ class ActNetFormer(SemiSupervisedModule):
     # -- the iteration --------------------------------------------------------------------
     def compute_losses(self, labeled: dict, unlabeled: dict):
         y = labeled["label"]
-        ls = self.hparams.label_smoothing
         if not unlabeled:  # no unlabelled loader: both models learn the labels only
             z_l, a_l = self(labeled["weak"]), self.aux_forward(labeled["weak_aux"])
-            return {"supervised": F.cross_entropy(z_l, y, label_smoothing=ls) + F.cross_entropy(a_l, y, label_smoothing=ls)}, z_l
+            return {"supervised": self.supervised_loss(z_l, y) + self.supervised_loss(a_l, y)}, z_l
         # 1. one forward per model over all its clips (BatchNorm sees the whole iteration); without
         #    the contrastive term the weak clips only give targets: no gradient, as in FixMatch
         if self.contrastive is not None:
@@ -179,7 +177,7 @@ class ActNetFormer(SemiSupervisedModule):
             with torch.no_grad():
                 z_w, a_w = self(unlabeled["weak"]), self.aux_forward(unlabeled["weak_aux"])
         # 2. supervised, both models
-        ls_z, ls_a = F.cross_entropy(z_l, y, label_smoothing=ls), F.cross_entropy(a_l, y, label_smoothing=ls)
+        ls_z, ls_a = self.supervised_loss(z_l, y), self.supervised_loss(a_l, y)
         # 3. cross pseudo-labels (targets detached inside)
         cross = self.cross_pl(z_w, a_w, z_s, a_s, self.global_step)
         self.monitor_pseudo_labels(cross.from_b)  # A's labels, which the deployed model Z learns

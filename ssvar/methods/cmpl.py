@@ -23,7 +23,6 @@ former, ``SlowOnlyR50(width_multiplier=0.25)`` (~2.0M parameters, 512-d features
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.co_training import CrossPseudoLabeler, co_training_param_groups, forward_parts
@@ -111,14 +110,13 @@ class CMPL(SemiSupervisedModule):
 
     def compute_losses(self, labeled: dict, unlabeled: dict):
         y = labeled["label"]
-        ls = self.hparams.label_smoothing
         parts = [labeled["weak"]] + ([unlabeled["strong"]] if unlabeled else [])
         # 1. one forward per model over the clips that get gradients; the weak clips only give
         #    targets, so they go through both models without gradient (as in FixMatch)
         _, zf = forward_parts(self.backbone, self.head, parts)
         _, za = forward_parts(self.aux_backbone, self.aux_head, parts)
         # 2. supervised, both models
-        ls_f, ls_a = F.cross_entropy(zf[0], y, label_smoothing=ls), F.cross_entropy(za[0], y, label_smoothing=ls)
+        ls_f, ls_a = self.supervised_loss(zf[0], y), self.supervised_loss(za[0], y)
         losses = {"supervised": ls_f + ls_a}
         if unlabeled:
             with torch.no_grad():

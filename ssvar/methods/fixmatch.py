@@ -69,13 +69,10 @@ class FixMatch(SemiSupervisedModule):
         }
 
     def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        if not unlabeled:
-            return super().compute_losses(labeled, unlabeled)
+        if not unlabeled or not self.joint_forward:
+            return super().compute_losses(labeled, unlabeled)  # two passes: base + unsupervised_loss
         pl = self.pseudo_labels(unlabeled["weak"])
-        if self.joint_forward:
-            logits, logits_strong = self.forward_joint(labeled["weak"], unlabeled["strong"])
-        else:
-            logits, logits_strong = self(labeled["weak"]), self(unlabeled["strong"])
+        logits, logits_strong = self.forward_joint(labeled["weak"], unlabeled["strong"])
         losses = {"supervised": self.supervised_loss(logits, labeled["label"]), "unsupervised": self.unlabeled_term(logits_strong, pl)}
         return losses, logits
 

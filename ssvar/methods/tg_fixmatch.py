@@ -175,8 +175,8 @@ class TGFixMatch(SemiSupervisedModule):
 
         # 2. supervised, both modalities
         losses = {
-            "supervised": 0.5 * F.cross_entropy(z_rgb[:bl], y, label_smoothing=self.hparams.label_smoothing)
-            + 0.5 * F.cross_entropy(z_tg[:bl], y, label_smoothing=self.hparams.label_smoothing),
+            "supervised": 0.5 * self.supervised_loss(z_rgb[:bl], y)
+            + 0.5 * self.supervised_loss(z_tg[:bl], y),
         }
         n_align = bl  # clips used by alignment and contrast: labelled (+ weak unlabelled)
         if unlabeled:

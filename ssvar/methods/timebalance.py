@@ -167,7 +167,7 @@ class TimeBalance(SemiSupervisedModule):
         target = s[:, None] * p_inv + (1 - s[:, None]) * p_dist
         # 4. CE on labelled, distillation on both
         losses = {
-            "supervised": F.cross_entropy(logits[:bl], y, label_smoothing=self.hparams.label_smoothing),
+            "supervised": self.supervised_loss(logits[:bl], y),
             "distill_labeled": self.labeled_distill_weight * distillation_loss(logits[:bl], target[:bl], self.distill_loss),
         }
         if unlabeled:
