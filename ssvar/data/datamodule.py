@@ -112,6 +112,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             ``short_side``, which should be at least the upper end).
         hflip: horizontal flip probability.
         randaugment_ops, randaugment_magnitude: strong-view RandAugment (N, M).
+        randaugment_exclude: RandAugment ops the strong view never uses (e.g. colour ops where
+            colour defines the class); names in :data:`ssvar.data.transforms.RANDAUGMENT_OPS`.
         test_clips, test_crops: test views per video (clips x crops; crops 1 or 3).
         eval_batch_size: batch size of validation and test (default ``batch_size``).
         labeled_in_unlabeled: keep labelled videos in the unlabelled pool (LTG) instead of
@@ -141,6 +143,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         hflip: float = 0.5,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
+        randaugment_exclude: tuple[str, ...] = (),
         test_clips: int = 5,
         test_crops: int = 3,
         eval_batch_size: int | None = None,
@@ -177,6 +180,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             hflip=hflip,
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,
+            randaugment_exclude=tuple(randaugment_exclude),
         )
         self.test_clips = test_clips
         self.test_crops = test_crops
@@ -537,7 +541,12 @@ class SyntheticActionsDataModule(SemiSupervisedDataModule):
     """The embedded default: SyntheticActions videos, generated once into a cache folder.
 
     Classes come in pairs that differ only in motion (see :mod:`ssvar.data.synthetic`), so
-    ``hflip`` defaults to 0: flipping would turn "slide right" into "slide left".
+    ``hflip`` defaults to 0: flipping would turn "slide right" into "slide left". Object colour
+    is part of what tells the pairs apart, and three RandAugment ops recolour the object
+    (Solarize inverts the bright channels, so the red square turns dark cyan; Equalize and
+    AutoContrast stretch each channel on its own). ``randaugment_exclude=["Solarize",
+    "Equalize", "AutoContrast"]`` keeps the strong view label-preserving; it is not the default,
+    so that the stored benchmark rows stay reproducible (``benchmarks/RESULTS.md``).
 
     Args:
         root: cache folder (default ``$SSVAR_CACHE/synthetic`` or ``~/.cache/ssvar/synthetic``).

@@ -34,6 +34,8 @@ class AugmentConfig:
         jitter_range: short-side range for scale jitter.
         hflip: horizontal flip probability (0 for datasets whose classes depend on direction).
         randaugment_ops, randaugment_magnitude: strong view's RandAugment (N, M).
+        randaugment_exclude: RandAugment ops left out of the strong view (names as in
+            :data:`RANDAUGMENT_OPS`), for datasets where an op changes the label.
         test_crops: 1 (centre) or 3 (both ends and centre of the long side).
     """
 
@@ -44,7 +46,15 @@ class AugmentConfig:
     hflip: float = 0.5
     randaugment_ops: int = 2
     randaugment_magnitude: int = 9
+    randaugment_exclude: tuple[str, ...] = ()
     test_crops: int = 1
+
+    def __post_init__(self):
+        unknown = sorted(set(self.randaugment_exclude) - set(RANDAUGMENT_OPS))
+        if unknown:
+            raise ValueError(f"unknown RandAugment op(s) {unknown}; the ops are {list(RANDAUGMENT_OPS)}")
+        if not set(RANDAUGMENT_OPS) - set(self.randaugment_exclude):
+            raise ValueError("randaugment_exclude leaves no RandAugment op")
 
 
 def weak_transform(cfg: AugmentConfig) -> v2.Transform:
@@ -58,8 +68,28 @@ def weak_transform(cfg: AugmentConfig) -> v2.Transform:
     return v2.Compose([crop, v2.RandomHorizontalFlip(cfg.hflip)])
 
 
+#: The ops torchvision's RandAugment draws from (uniformly, ``num_ops`` per clip).
+RANDAUGMENT_OPS: tuple[str, ...] = tuple(v2.RandAugment._AUGMENTATION_SPACE)
+
+
+class RestrictedRandAugment(v2.RandAugment):
+    """torchvision's RandAugment drawing only from the ops not in ``exclude``."""
+
+    def __init__(self, *args, exclude: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.exclude = tuple(exclude)
+
+    # RandAugment reads its op table through ``self``; a property (not a stored dict of lambdas)
+    # keeps the transform picklable for spawned DataLoader workers.
+    @property
+    def _AUGMENTATION_SPACE(self):  # noqa: N802 (torchvision's name)
+        return {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k not in self.exclude}
+
+
 def strong_transform(cfg: AugmentConfig) -> v2.Transform:
     """Applied on top of the weak view's crop: photometric/geometric RandAugment ops."""
+    if cfg.randaugment_exclude:
+        return RestrictedRandAugment(num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude, exclude=cfg.randaugment_exclude)
     return v2.RandAugment(num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude)
 
 
