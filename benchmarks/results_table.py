@@ -55,15 +55,36 @@ def _dataset_name(config: str) -> str:
         return Path(config).stem
 
 
+# Data overrides that change no setting (only how samples are loaded) do not make a new column.
+_NOT_SETTINGS = ("data.init_args.num_workers=",)
+
+
 def _column(r: dict) -> tuple:
-    data_sets = tuple(s for s in r.get("sets", []) if s.startswith("data."))  # model overrides name the row
-    return (_dataset_name(r["config"]), r["labels_per_class"], r["max_steps"], r["config"], data_sets)
+    data_sets = tuple(
+        s for s in r.get("sets", []) if s.startswith("data.") and not s.startswith(_NOT_SETTINGS)
+    )  # model overrides name the row
+    return (_dataset_name(r["config"]), r["labels_per_class"], r["max_steps"], r["config"], tuple(sorted(data_sets)))
+
+
+def _headers(columns: list[tuple], runs: list[dict]) -> list[str]:
+    """``dataset k/class, N steps``, plus the data overrides that set a column apart from the
+    other columns of its dataset (overrides they all share go in the note under the table) and
+    the model overrides every run of the column shares (e.g. one learning rate for all methods)."""
+    out = []
+    for c in columns:
+        same_data = [cc[4] for cc in columns if cc[0] == c[0]]
+        shared = set.intersection(*(set(x) for x in same_data))
+        extra = [s.removeprefix("data.init_args.") for s in c[4] if s not in shared]
+        model_sets = [{s for s in r.get("sets", []) if s.startswith("model.")} for r in runs if _column(r) == c]
+        extra += sorted(s.removeprefix("model.init_args.") for s in set.intersection(*model_sets))
+        out.append(f"{c[0]} {c[1]}/class, {c[2]} steps" + "".join(f", `{e}`" for e in extra))
+    return out
 
 
 def build_table(runs: list[dict], files: list[str]) -> str:
     if not runs:
         return "_No label-efficiency results yet (run `benchmarks/label_efficiency.py`)._"
-    columns = sorted({_column(r) for r in runs}, key=lambda c: (c[0], c[1], c[2]))
+    columns = sorted({_column(r) for r in runs}, key=lambda c: (c[0], c[1], c[2], c[4]))
     # A run name whose settings differ within one column (a changed method config) gets a suffix.
     ids: dict[tuple, set] = {}
     for r in runs:
@@ -96,7 +117,7 @@ def build_table(runs: list[dict], files: list[str]) -> str:
             s += f" (n={len(v)})"
         return f"**{s}**" if abs(m - best[c]) < 1e-9 else s
 
-    head = ["run", "method"] + [f"{c[0]} {c[1]}/class, {c[2]} steps" for c in columns]
+    head = ["run", "method"] + _headers(columns, runs)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(columns)]
     chance = ["chance", ""] + [f"{100.0 / num_classes[c]:.1f}" if num_classes[c] else "–" for c in columns]
     lines.append("| " + " | ".join(chance) + " |")

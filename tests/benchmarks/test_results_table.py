@@ -50,3 +50,14 @@ def test_readme_table_is_up_to_date():
     text = (REPO / "README.md").read_text()
     block = text.split(rt.START, 1)[1].split(rt.END, 1)[0].strip()
     assert block == rt.build_table(runs, files).strip(), "run: python benchmarks/results_table.py --write"
+
+
+def test_columns_that_differ_only_in_overrides_are_told_apart_in_the_header():
+    plain = _run("supervised", "Supervised", 2, 0, 0.2)
+    excl = dict(_run("supervised", "Supervised", 2, 0, 0.3, "s2"), sets=["data.init_args.randaugment_exclude=[Solarize]"])
+    # num_workers changes no setting: same column as the plain run (and a second seed there)
+    workers = dict(_run("supervised", "Supervised", 2, 1, 0.4), sets=["data.init_args.num_workers=0"])
+    lr = [dict(_run(m, c, 2, 0, 0.5, "s3"), max_steps=150, sets=["model.init_args.lr=0.02"]) for m, c in (("supervised", "Supervised"), ("fixmatch", "FixMatch"))]
+    head = rt.build_table([plain, excl, workers, *lr], []).splitlines()[0]
+    assert head == ("| run | method | SyntheticActions 2/class, 150 steps, `lr=0.02` | SyntheticActions 2/class, 200 steps | "
+                    "SyntheticActions 2/class, 200 steps, `randaugment_exclude=[Solarize]` |")

@@ -63,3 +63,11 @@ def test_datamodule_passes_the_exclusion_through(tmp_path):
 
     dm = SyntheticActionsDataModule(root=str(tmp_path), randaugment_exclude=["Solarize"])
     assert dm.augment.randaugment_exclude == ("Solarize",)
+
+
+def test_synthetic_actions_leaves_out_the_recolouring_ops_by_default(tmp_path):
+    from ssvar.data import FolderDataModule, SyntheticActionsDataModule
+
+    assert SyntheticActionsDataModule(root=str(tmp_path)).augment.randaugment_exclude == ("Solarize", "Equalize", "AutoContrast")
+    assert SyntheticActionsDataModule(root=str(tmp_path), randaugment_exclude=[]).augment.randaugment_exclude == ()
+    assert FolderDataModule(root=str(tmp_path), labeled_per_class=1).augment.randaugment_exclude == ()  # real videos: every op
