@@ -70,13 +70,14 @@ def _headers(columns: list[tuple], runs: list[dict]) -> list[str]:
     """``dataset k/class, N steps``, plus the data overrides that set a column apart from the
     other columns of its dataset (overrides they all share go in the note under the table) and
     the model overrides every run of the column shares (e.g. one learning rate for all methods)."""
+    model_sets: dict[tuple, list[set]] = {}
+    for r in runs:
+        model_sets.setdefault(_column(r), []).append({s for s in r.get("sets", []) if s.startswith("model.")})
     out = []
     for c in columns:
-        same_data = [cc[4] for cc in columns if cc[0] == c[0]]
-        shared = set.intersection(*(set(x) for x in same_data))
+        shared = set.intersection(*(set(cc[4]) for cc in columns if cc[0] == c[0]))
         extra = [s.removeprefix("data.init_args.") for s in c[4] if s not in shared]
-        model_sets = [{s for s in r.get("sets", []) if s.startswith("model.")} for r in runs if _column(r) == c]
-        extra += sorted(s.removeprefix("model.init_args.") for s in set.intersection(*model_sets))
+        extra += sorted(s.removeprefix("model.init_args.") for s in set.intersection(*model_sets[c]))
         out.append(f"{c[0]} {c[1]}/class, {c[2]} steps" + "".join(f", `{e}`" for e in extra))
     return out
 
