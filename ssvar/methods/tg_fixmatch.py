@@ -66,7 +66,7 @@ class TGFixMatch(SemiSupervisedModule):
         lambda_u: weight of the unlabelled loss.
         align_weight: weight of the feature-alignment loss (LTG: 1 per stage).
         contrastive_weight: weight of the cross-modal InfoNCE (LTG: 1; 0 switches it off, as in
-            LTG's Kinetics-400 1 % config).
+            LTG's Kinetics-400 1 % config, and then no projection heads are built).
         temperature: InfoNCE temperature (LTG: 0.5).
         proj_dim: projection width (LTG: 512).
         unsup_warmup_steps: iterations before the pseudo-label loss starts; a float in (0, 1) is a
@@ -105,8 +105,14 @@ class TGFixMatch(SemiSupervisedModule):
             )
         self.tg_head = nn.Sequential(nn.Dropout(self.hparams.dropout), nn.Linear(self.tg_backbone.feature_dim, num_classes))
         self.pseudo_labeler = PseudoLabeler(threshold=threshold)
-        self.contrastive = CrossModalContrastive(
-            backbone.feature_dim, self.tg_backbone.feature_dim, hidden_dim=proj_dim, proj_dim=proj_dim, temperature=temperature
+        # Projection heads only when the contrastive term is on: unused parameters stop DDP
+        # (without find_unused_parameters) at its second step.
+        self.contrastive = (
+            CrossModalContrastive(
+                backbone.feature_dim, self.tg_backbone.feature_dim, hidden_dim=proj_dim, proj_dim=proj_dim, temperature=temperature
+            )
+            if contrastive_weight > 0
+            else None
         )
         self.tg_offset = tg_offset
         self.lambda_u = lambda_u
@@ -196,7 +202,7 @@ class TGFixMatch(SemiSupervisedModule):
                 [f[:n_align] for f in rgb_stages], [f[:n_align] for f in tg_stages]
             )
         # 6. cross-modal contrastive
-        if self.contrastive_weight:
+        if self.contrastive is not None:
             losses["contrastive"] = self.contrastive_weight * self.contrastive(rgb_pooled[:n_align], tg_pooled[:n_align])
             self.log("train/contrastive_negatives", float(self.contrastive.last_num_negatives), batch_size=bl)
         return losses, z_rgb[:bl]

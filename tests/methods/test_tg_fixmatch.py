@@ -19,7 +19,7 @@ from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
 from ssvar.methods.tg_fixmatch import feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
+from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +186,18 @@ def test_alignment_and_contrastive_ddp_equal_single_process(tmp_path):
         for n, p in net.named_parameters():
             ref = p.grad if p.grad is not None else torch.zeros_like(p)
             assert torch.allclose(dist[f"{prefix}.{n}"], ref, atol=1e-9, rtol=1e-7), f"{prefix}.{n}"
+
+
+@pytest.mark.ddp
+def test_ddp_fit_without_contrastive_term(tmp_path):
+    """LTG's K400 1 % config switches the contrastive term off: no projection heads are built, so
+    DDP (no find_unused_parameters) trains past its second step."""
+    dm = tiny_datamodule(str(tmp_path / "synth"), labeled_per_class=2, batch_size=2)
+    dm.prepare_data()
+    model = TGFixMatch(Tiny3D(width=4), num_classes=dm.num_classes, threshold=0.0, contrastive_weight=0.0, proj_dim=8)
+    assert model.contrastive is None
+    assert not [n for n, _ in model.named_parameters() if n.startswith("contrastive.")]
+    trainer = tiny_trainer(tmp_path, devices=2, strategy="ddp_spawn", max_steps=3, callbacks=[RecordIndices(str(tmp_path))])
+    trainer.fit(model, datamodule=dm)
+    for r in (0, 1):
+        assert len((tmp_path / f"rank{r}.jsonl").read_text().splitlines()) == 3
