@@ -18,7 +18,9 @@ from typing import Literal, Mapping
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
+from ssvar.components.temporal_gradient import split_rgb_tg
 from ssvar.data.decode import Decoder, VideoDecodeError, VideoInfo, decoder_from_name
 from ssvar.data.index import VideoIndex
 from ssvar.data.sampling import ShortPolicy, clip_indices, random_centre, uniform_centres
@@ -65,6 +67,10 @@ class ViewSpec:
             :func:`ssvar.data.sampling.tiling_offsets` (TimeBalance/TCLR's dense clips).
         independent_clips: each clip of a multi-clip view draws its own augmentation (crop, flip,
             RandAugment) instead of sharing one draw. Such a view cannot take part in ``same_as``.
+        gradient: deliver the temporal gradient of frames ``t`` and ``t + next_offset`` (needs
+            ``next_offset``), ``[C, T, H, W]``, taken in the worker after the crop and flip and
+            *before* a ``strong`` view's RandAugment, which then draws its ops for the gradient
+            image itself (LTG's strong temporal-gradient view).
     """
 
     aug: Literal["weak", "strong", "test"] = "weak"
@@ -81,6 +87,7 @@ class ViewSpec:
     temporal_warp: TemporalWarp | None = None
     offsets: tuple[float, ...] | None = None
     independent_clips: bool = False
+    gradient: bool = False
 
     def __post_init__(self):
         if self.aug not in ("weak", "strong", "test"):
@@ -101,6 +108,8 @@ class ViewSpec:
             object.__setattr__(self, "offsets", tuple(float(o) for o in self.offsets))
         if self.independent_clips and self.same_as is not None:
             raise ValueError("ViewSpec.independent_clips cannot be combined with same_as")
+        if self.gradient and (self.next_offset is None or self.aug == "test"):
+            raise ValueError("ViewSpec.gradient needs next_offset and a training view ('weak' or 'strong')")
 
 
 def _extent(view: ViewSpec, length: int, stride: int) -> int:
@@ -295,6 +304,8 @@ class VideoDataset(Dataset):
                 n = len(clips[k])
                 views = list(cropped[j : j + n])
                 j += n
+                if self.views[k].gradient:  # [2T, C, H, W] frames t | t + k -> gradient [T, C, H, W]
+                    views = [tv_tensors.Video(split_rgb_tg(x, time_dim=0)[1]) for x in views]
                 if self.views[k].aug == "strong":
                     views = [self._strong(x) for x in views]
                 out[k] = _stack(views)

@@ -22,6 +22,7 @@ Inference uses the RGB network only, so a trained model costs what a plain RGB m
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -71,8 +72,14 @@ class TGFixMatch(SemiSupervisedModule):
         proj_dim: projection width (LTG: 512).
         unsup_warmup_steps: iterations before the pseudo-label loss starts; a float in (0, 1) is a
             fraction of the total (LTG: 30 of 180 epochs, i.e. 1/6).
-        independent_tg_augment: the TG strong view draws its own RandAugment ops (LTG) instead of
-            sharing the RGB strong view's.
+        tg_strong_view: how the TG network's strong clip is made. ``"gradient"`` (default, LTG's
+            pipeline): the gradient of the weak crop's frames is taken first and its own
+            RandAugment draw is applied to the gradient image, so photometric ops change it.
+            ``"frames"`` (ssvar 0.1.0): its own draw applied to frames ``t`` and ``t + k``,
+            which are then differenced; photometric ops then mostly cancel (a static region
+            stays at 127 under Brightness, Equalize, Posterize or Solarize), leaving the
+            geometric ones. ``"shared"``: the gradient of the RGB strong clip's frames (one draw
+            for both modalities).
         **kwargs: :class:`SemiSupervisedModule` arguments.
     """
 
@@ -89,7 +96,7 @@ class TGFixMatch(SemiSupervisedModule):
         temperature: float = 0.5,
         proj_dim: int = 512,
         unsup_warmup_steps: float = 0,
-        independent_tg_augment: bool = True,
+        tg_strong_view: Literal["gradient", "frames", "shared"] = "gradient",
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
@@ -119,7 +126,9 @@ class TGFixMatch(SemiSupervisedModule):
         self.align_weight = align_weight
         self.contrastive_weight = contrastive_weight
         self.unsup_warmup_steps = unsup_warmup_steps
-        self.independent_tg_augment = independent_tg_augment
+        if tg_strong_view not in ("gradient", "frames", "shared"):
+            raise ValueError(f"tg_strong_view must be 'gradient', 'frames' or 'shared', got {tg_strong_view!r}")
+        self.tg_strong_view = tg_strong_view
 
     # -- data -----------------------------------------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
@@ -128,8 +137,8 @@ class TGFixMatch(SemiSupervisedModule):
             "weak": ViewSpec("weak", next_offset=nxt),
             "strong": ViewSpec("strong", same_as="weak", next_offset=nxt),
         }
-        if self.independent_tg_augment:
-            unlabeled["strong_tg"] = ViewSpec("strong", same_as="weak", next_offset=nxt)
+        if self.tg_strong_view != "shared":  # its own RandAugment draw, for the TG network only
+            unlabeled["strong_tg"] = ViewSpec("strong", same_as="weak", next_offset=nxt, gradient=self.tg_strong_view == "gradient")
         return {"labeled": {"weak": ViewSpec("weak", next_offset=nxt)}, "unlabeled": unlabeled}
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -141,15 +150,15 @@ class TGFixMatch(SemiSupervisedModule):
                 if not views:
                     continue
                 split = {}
-                for name in ("weak", "strong", "strong_tg"):
+                for name in ("weak", "strong"):
                     if name in views:
                         split[name] = split_rgb_tg(views.pop(name))
+                if self.tg_strong_view == "frames" and "strong_tg" in views:
+                    views["strong_tg"] = split_rgb_tg(views["strong_tg"])[1]
+                # with "gradient" the worker already delivers the augmented gradient image
                 for name, (rgb, tg) in split.items():
-                    if name == "strong_tg":  # its own RandAugment draw, used for TG only
-                        views["strong_tg"] = tg
-                    else:
-                        views[name] = rgb
-                        views.setdefault(name + "_tg", tg)
+                    views[name] = rgb
+                    views.setdefault(name + "_tg", tg)
         return super().on_after_batch_transfer(batch, dataloader_idx)
 
     @torch.no_grad()

@@ -15,7 +15,7 @@ from torch import nn
 from ssvar.components import PreciseBN, recompute_bn_stats, split_rgb_tg, temporal_gradient
 from ssvar.data.dataset import VideoDataset, ViewSpec
 from ssvar.data.index import VideoIndex, VideoRecord
-from ssvar.data.transforms import AugmentConfig
+from ssvar.data.transforms import RANDAUGMENT_OPS, AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
 from ssvar.methods.tg_fixmatch import feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
@@ -201,3 +201,28 @@ def test_ddp_fit_without_contrastive_term(tmp_path):
     trainer.fit(model, datamodule=dm)
     for r in (0, 1):
         assert len((tmp_path / f"rank{r}.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("mode", ["gradient", "frames"])
+def test_strong_tg_view_is_augmented_after_the_difference(video_factory, mode):
+    """LTG draws the TG strong view's RandAugment on the gradient image: on a static video the
+    gradient is 127 everywhere, and Brightness moves it. Augmenting the frames before the
+    difference (the old form, ``"frames"``) cancels it."""
+    path = video_factory("static.mp4", num_frames=24, content="hgradient")
+    index = VideoIndex([VideoRecord("static.mp4", 0)], ["a"])
+    model = TGFixMatch(Tiny3D(width=4), num_classes=2, tg_strong_view=mode, proj_dim=8)
+    brightness_only = tuple(op for op in RANDAUGMENT_OPS if op != "Brightness")
+    augment = AugmentConfig(crop_size=16, area_range=(1.0, 1.0), randaugment_ops=1, randaugment_exclude=brightness_only)
+    ds = VideoDataset(str(path).rsplit("/", 1)[0], index, model.views()["unlabeled"], num_frames=4, stride=2,
+                      augment=augment, short_side=16, labeled=False)
+    torch.manual_seed(0)
+    batch = {"labeled": None, "unlabeled": {k: v[None] for k, v in ds[0].items() if isinstance(v, torch.Tensor)}}
+    tg = batch["unlabeled"]["strong_tg"]
+    if mode == "frames":
+        tg = split_rgb_tg(tg)[1]
+    assert tg.shape == (1, 3, 4, 16, 16)
+    offset = (tg.float() - 127).abs().mean().item()
+    if mode == "gradient":
+        assert offset > 20  # a brightness factor of 1 +- 0.27 (or more) moves 127 by > 30
+    else:
+        assert offset < 2
