@@ -22,6 +22,11 @@ Our choice (documented, both arguments):
   outliers). ``"none"``: the raw statistic clamped to [0, 1] (cosines of post-ReLU pooled CNN
   features are non-negative).
 
+A video that cannot be decoded gets no score of its own: it gets the mean of the normalised
+scores of every scored video (all sets), a neutral middle between the teachers, and is counted
+(:attr:`TemporalSimilarityReweighter.unscored`) and logged. Our choice: a corrupt file must not
+kill a run, and 0.5 would be an arbitrary point of a min-max or rank scale.
+
 The scores are computed by :meth:`TemporalSimilarityReweighter.compute` once, before training,
 and cached in persistent buffers indexed by each dataset's sample index (``score_labeled``,
 ``score_unlabeled``): a checkpoint resumes without recomputing, and under DDP each rank embeds
@@ -30,6 +35,7 @@ its shard and the scores are summed across ranks, so every rank holds the same s
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import torch
@@ -37,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["TemporalSimilarityReweighter", "temporal_similarity_matrix"]
+
+log = logging.getLogger(__name__)
 
 
 def temporal_similarity_matrix(features: Tensor) -> Tensor:
@@ -80,6 +88,7 @@ class TemporalSimilarityReweighter(nn.Module):
         self.sets = tuple(sets)
         for name in self.sets:
             self.register_buffer(f"score_{name}", torch.zeros(0))
+        self.unscored: dict[str, int] = {}  # videos per set that got the fallback score
 
     # -- the score --------------------------------------------------------------------------
     def raw_score(self, features: Sequence[Tensor]) -> Tensor:
@@ -154,12 +163,16 @@ class TemporalSimilarityReweighter(nn.Module):
         Args:
             teachers: feature extractors ``[B, C, T, H, W] -> [B, D]`` (in eval mode).
             loaders: set name -> (loader, dataset size); batches hold ``video``
-                ``[B, K, C, T, H, W]`` and ``index``. Under DDP each rank passes its shard
-                (every index exactly once over all ranks).
+                ``[B, K, C, T, H, W]`` and ``index``, and may hold ``decode_failures``: a row
+                with failures stands in for an unreadable video and is not used (its own video
+                is scored at its own index). Under DDP each rank passes its shard (every index
+                at most once over all ranks). Indices left without a score get the fallback
+                (module docstring).
             prepare: moves a uint8 batch to the device and normalises it.
         Returns the scores by set (also stored in the buffers).
         """
         raw: dict[str, Tensor] = {}
+        scored: dict[str, Tensor] = {}
         dev = getattr(self, f"score_{self.sets[0]}").device
         for name in self.sets:
             if name not in loaders:
@@ -171,18 +184,41 @@ class TemporalSimilarityReweighter(nn.Module):
                 video = batch["video"]
                 if video.dim() != 6 or video.shape[1] != self.num_clips:
                     raise ValueError(f"expected [B, {self.num_clips}, C, T, H, W] clips, got {tuple(video.shape)}")
+                idx = batch["index"]
+                failures = batch.get("decode_failures")
+                if isinstance(failures, Tensor) and bool((failures > 0).any()):
+                    keep = failures == 0  # substitutes for unreadable videos: not this index's video
+                    video, idx = video[keep], idx[keep]
+                    if len(idx) == 0:
+                        continue
                 b, k = video.shape[:2]
                 x = prepare(video.flatten(0, 1))
                 feats = [t(x).view(b, k, -1) for t in teachers]
-                idx = batch["index"].to(dev)
+                idx = idx.to(dev)
                 vals[idx] = self.raw_score(feats).to(device=dev, dtype=torch.float64)
                 seen[idx] += 1
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(vals)
                 torch.distributed.all_reduce(seen)
-            if not bool((seen == 1).all()):
-                raise RuntimeError(f"score set {name!r}: {int((seen != 1).sum())} of {size} videos were not scored exactly once")
+            if bool((seen > 1).any()):
+                raise RuntimeError(f"score set {name!r}: {int((seen > 1).sum())} of {size} videos were scored more than once")
             raw[name] = vals.float()
-        scores = self.normalize(raw)
+            scored[name] = seen == 1
+        if not any(bool(m.any()) for m in scored.values()):
+            raise RuntimeError("no video could be scored: every video of every set is unreadable")
+        # Normalise over the scored videos only, then give the others the pool's mean.
+        scores = {n: torch.zeros_like(v) for n, v in raw.items()}
+        normed = self.normalize({n: raw[n][scored[n]] for n in raw})
+        for n in raw:
+            scores[n][scored[n]] = normed[n]
+        mean = torch.cat(list(normed.values())).mean()
+        self.unscored = {}
+        for n in raw:
+            missing = int((~scored[n]).sum())
+            self.unscored[n] = missing
+            if missing:
+                scores[n][~scored[n]] = mean
+                log.warning("temporal similarity: %d of %d %s videos could not be decoded; they get the mean score %.3f",
+                            missing, len(raw[n]), n, float(mean))
         self.set_scores(scores)
         return scores

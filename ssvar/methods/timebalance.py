@@ -9,7 +9,8 @@ three losses (TCLR), via ``init_backbone_from``.
 
 Before training, :class:`~ssvar.components.TemporalSimilarityReweighter` embeds ``num_clips``
 clips of every labelled and unlabelled video with both teachers and caches each video's
-temporal-similarity score ``s`` (in the checkpoint). Per iteration:
+temporal-similarity score ``s`` (in the checkpoint); an unreadable video gets the pool's mean
+score, counted and logged as ``data/unscored_videos``. Per iteration:
 
 1. the labelled and the unlabelled batch: one augmented clip per video, the **same** clip for
    the student and the teachers (no weak/strong split);
@@ -177,5 +178,7 @@ class TimeBalance(SemiSupervisedModule):
             # Monitoring only: how good the combined teacher target is on unlabelled clips.
             self.monitor_pseudo_labels(PseudoLabels(t_u, hard, torch.ones_like(conf), conf, 0.0))
         self.log("train/score_s_mean", s.mean(), batch_size=bl)
+        # videos that could not be scored (unreadable) and got the pool's mean score
+        self.log("data/unscored_videos", float(sum(self.reweighter.unscored.values())), batch_size=bl)
         self.log("train/teacher_agreement", (p_inv.argmax(1) == p_dist.argmax(1)).float().mean(), batch_size=bl)
         return losses, logits[:bl]

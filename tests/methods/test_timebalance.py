@@ -368,3 +368,46 @@ def test_shipped_synthetic_stages_chain_through_the_cli(tmp_path, monkeypatch):
     inv = torch.load(runs / "finetune_inv" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.equal(student["teacher_inv.model." + k], v) for k, v in inv.items() if k.startswith(("backbone.", "head.")))
     assert student["reweighter.score_unlabeled"].numel() > 0
+
+
+def test_stage3_survives_an_unreadable_unlabelled_video(tiny_tree, tmp_path, caplog):
+    """A corrupt file in the unlabelled pool gets the pool's mean score, is counted and logged,
+    and stage 3 trains (it used to stop with 'videos were not scored exactly once')."""
+    from helpers import write_text
+
+    from ssvar.data import FolderDataModule
+
+    dm = FolderDataModule(str(tiny_tree), labeled_per_class=1, test_fraction=0.34, batch_size=2, num_workers=0,
+                          num_frames=4, stride=1, crop_size=24, short_side=28, test_clips=1, test_crops=1)
+    sp = dm.splits
+    labeled = {r.path for r in sp.labeled.records}
+    pos, rec = next((j, r) for j, r in enumerate(sp.unlabeled.records) if r.path not in labeled)
+    write_text(tiny_tree / rec.path)
+    teachers = []
+    for name in ("inv", "dist"):
+        path = str(tmp_path / f"{name}.ckpt")
+        torch.save({"state_dict": Supervised(Tiny3D(width=4), num_classes=3).state_dict()}, path)
+        teachers.append(path)
+    m = TimeBalance(Tiny3D(width=4), num_classes=3, invariant_teacher=teachers[0], distinctive_teacher=teachers[1],
+                    reweighter=TemporalSimilarityReweighter(num_clips=2), score_batch_size=2)
+    trainer = tiny_trainer(tmp_path / "tb", max_steps=2)
+    with caplog.at_level("WARNING"):
+        trainer.fit(m, datamodule=dm)
+    assert trainer.global_step == 2
+    assert m.reweighter.unscored == {"labeled": 0, "unlabeled": 1}
+    assert trainer.callback_metrics["data/unscored_videos"] == 1
+    assert "1 of" in caplog.text and "could not be decoded" in caplog.text
+    others = torch.cat([m.reweighter.score_labeled, m.reweighter.score_unlabeled[torch.arange(len(sp.unlabeled)) != pos]])
+    assert torch.isclose(m.reweighter.score_unlabeled[pos], others.mean())
+
+
+def test_unscored_videos_get_the_mean_of_the_normalised_scores():
+    torch.manual_seed(0)
+    teachers = [lambda x: x.mean(dim=(2, 3, 4))[:, :, None].expand(-1, -1, 4).flatten(1) + torch.randn(len(x), 12) * 0.1]
+    video = torch.randint(0, 255, (3, 2, 3, 2, 4, 4), dtype=torch.uint8)
+    batch = {"video": video, "index": torch.tensor([0, 1, 2]), "decode_failures": torch.tensor([0, 0, 1])}
+    rw = TemporalSimilarityReweighter(num_clips=2, sets=("labeled",))
+    s = rw.compute(teachers, {"labeled": ([batch], 4)}, prepare=lambda x: x.float())
+    assert rw.unscored == {"labeled": 2}  # index 2 is a substitute row, index 3 never came
+    assert sorted(s["labeled"][:2].tolist()) == [0.0, 1.0]
+    assert torch.allclose(s["labeled"][2:], torch.tensor([0.5, 0.5]))
