@@ -2,8 +2,11 @@
 
 During training, running statistics are an exponential average over recent batches of a moving
 network; the LTG recipe replaces them every few epochs with exact averages over N batches of the
-current weights (Wu & Johnson, "Rethinking BatchNorm"). Teachers (:class:`EMATeacher`) are left
-alone. Under DDP every rank averages over its own batches and the results are averaged across
+current weights (Wu & Johnson, "Rethinking BatchNorm"). Only the BatchNorm layers that the
+method's ``precise_bn_forward`` actually runs in training mode are reset and re-estimated: a
+layer is reset when it is first called, so networks that never run forward on these batches, or
+run in eval mode (:class:`~ssvar.components.FrozenTeacher`), keep their statistics, and EMA
+teachers (:class:`EMATeacher`, whose statistics follow the student's) are never touched. Under DDP every rank averages over its own batches and the results are averaged across
 ranks, so all ranks end with the same statistics.
 """
 
@@ -24,29 +27,41 @@ def _student_bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNor
 
 @torch.no_grad()
 def recompute_bn_stats(module: L.LightningModule, batches, num_batches: int) -> int:
-    """Reset and re-estimate the student's BatchNorm statistics on ``num_batches`` batches of
-    ``batches`` (training batches, before the device transfer). Returns the batches used."""
-    layers = _student_bn_layers(module)
-    if not layers:
+    """Reset and re-estimate, on ``num_batches`` batches of ``batches`` (training batches, before
+    the device transfer), the BatchNorm statistics of the layers that ``precise_bn_forward`` runs
+    in training mode; every other layer keeps its statistics. Returns the batches used."""
+    candidates = _student_bn_layers(module)
+    if not candidates:
         return 0
-    momenta = [m.momentum for m in layers]
+    momenta: dict[nn.Module, float | None] = {}  # the layers reset so far, in call order
+
+    def reset_on_first_call(m: nn.modules.batchnorm._BatchNorm, args) -> None:
+        if m.training and m not in momenta:
+            momenta[m] = m.momentum
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+
+    hooks = [m.register_forward_pre_hook(reset_on_first_call) for m in candidates]
     was_training = module.training
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
     module.train()
     used = 0
     trainer = module.trainer
-    for item in batches:
-        if used >= num_batches:
-            break
-        batch = item[0] if isinstance(item, tuple) else item
-        batch = trainer.strategy.batch_to_device(batch)
-        batch = module.on_after_batch_transfer(batch, 0)
-        module.precise_bn_forward(batch)
-        used += 1
-    for m, mom in zip(layers, momenta):
-        m.momentum = mom
+    try:
+        for item in batches:
+            if used >= num_batches:
+                break
+            batch = item[0] if isinstance(item, tuple) else item
+            batch = trainer.strategy.batch_to_device(batch)
+            batch = module.on_after_batch_transfer(batch, 0)
+            module.precise_bn_forward(batch)
+            used += 1
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mom in momenta.items():
+            m.momentum = mom
+    # The same layers run on every rank (same code); keep the module's order for the all-reduce.
+    layers = [m for m in candidates if m in momenta]
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         world = torch.distributed.get_world_size()
         for m in layers:

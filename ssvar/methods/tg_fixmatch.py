@@ -163,12 +163,13 @@ class TGFixMatch(SemiSupervisedModule):
 
     @torch.no_grad()
     def precise_bn_forward(self, batch: dict) -> None:
-        # Both networks' statistics, on the weak clips (LTG: the unlabelled list).
+        # LTG re-estimates the RGB network only (its PreciseBN hook wraps the RGB model); the TG
+        # network, never run here, keeps its running statistics. LTG feeds the val pipeline (a
+        # centre crop); we use the weak training clips (a random crop and flip): our choice.
         for part in ("labeled", "unlabeled"):
             views = batch.get(part) or {}
             if "weak" in views:
                 self._run(self.backbone, self.head, views["weak"])
-                self._run(self.tg_backbone, self.tg_head, views["weak_tg"])
 
     # -- the iteration --------------------------------------------------------------------
     def _run(self, net: nn.Module, head: nn.Module, x: torch.Tensor):

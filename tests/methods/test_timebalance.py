@@ -411,3 +411,32 @@ def test_unscored_videos_get_the_mean_of_the_normalised_scores():
     assert rw.unscored == {"labeled": 2}  # index 2 is a substitute row, index 3 never came
     assert sorted(s["labeled"][:2].tolist()) == [0.0, 1.0]
     assert torch.allclose(s["labeled"][2:], torch.tensor([0.5, 0.5]))
+
+
+def test_precise_bn_leaves_frozen_teachers_alone(tmp_path, synth_root):
+    """PreciseBN re-estimates the student's BatchNorm statistics; the frozen teachers never run
+    in training mode, so theirs stay exactly as loaded (they were reset to 0 / 1 before)."""
+    from ssvar.components import PreciseBN
+
+    torch.manual_seed(0)
+    paths = []
+    for name in ("inv", "dist"):
+        t = Supervised(Tiny3D(width=4), num_classes=4)
+        for m in t.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+        paths.append(str(tmp_path / f"{name}.ckpt"))
+        torch.save({"state_dict": t.state_dict()}, paths[-1])
+    m = TimeBalance(Tiny3D(width=4), num_classes=4, invariant_teacher=paths[0], distinctive_teacher=paths[1],
+                    reweighter=TemporalSimilarityReweighter(num_clips=2), score_batch_size=2)
+    snap, cb = _Snapshot(), PreciseBN(num_batches=2, every_n_epochs=1)
+    trainer = tiny_trainer(tmp_path / "tb", max_epochs=1, max_steps=-1, limit_train_batches=2, callbacks=[snap, cb])
+    trainer.fit(m, datamodule=tiny_datamodule(synth_root, num_frames=4, stride=1))
+    assert cb.last_batches_used == 2
+    teacher_bn = [k for k in snap.state if k.startswith("teacher_") and k.endswith(("running_mean", "running_var"))]
+    assert teacher_bn
+    for k in teacher_bn:
+        assert torch.equal(m.state_dict()[k], snap.state[k]), k
+    # The student's statistics were re-estimated: a cumulative average, momentum restored.
+    bn = m.backbone.stages[0][1]
+    assert not torch.equal(bn.running_mean, snap.state["backbone.stages.0.1.running_mean"]) and bn.momentum == 0.1
