@@ -67,6 +67,11 @@ class ViewSpec:
             :func:`ssvar.data.sampling.tiling_offsets` (TimeBalance/TCLR's dense clips).
         independent_clips: each clip of a multi-clip view draws its own augmentation (crop, flip,
             RandAugment) instead of sharing one draw. Such a view cannot take part in ``same_as``.
+        fit_to_centre: in training, this view does not limit where the shared centre is drawn
+            (by default the centre is drawn so that every shared view fits): its clips are placed
+            around the centre the other views drew, slid inside the video when they overhang,
+            and, when longer than the video, given a smaller stride (``short_policy``). ACL+MTL's
+            long clips: the short clip's position is drawn over the whole video.
         gradient: deliver the temporal gradient of frames ``t`` and ``t + next_offset`` (needs
             ``next_offset``), ``[C, T, H, W]``, taken in the worker after the crop and flip and
             *before* a ``strong`` view's RandAugment, which then draws its ops for the gradient
@@ -87,6 +92,7 @@ class ViewSpec:
     temporal_warp: TemporalWarp | None = None
     offsets: tuple[float, ...] | None = None
     independent_clips: bool = False
+    fit_to_centre: bool = False
     gradient: bool = False
 
     def __post_init__(self):
@@ -204,11 +210,14 @@ class VideoDataset(Dataset):
         n = info.num_frames
         lengths = {k: v.num_frames or self.num_frames for k, v in self.views.items()}
         spans = [
-            _extent(v, lengths[k], s) for k, v in self.views.items() if v.window == "shared" for s in _strides(v, self.stride)
+            _extent(v, lengths[k], s)
+            for k, v in self.views.items()
+            if v.window == "shared" and not v.fit_to_centre
+            for s in _strides(v, self.stride)
         ]
         plan: dict[str, list[np.ndarray]] = {}
-        if self.train and spans:
-            centre = random_centre(n, max(spans), _TorchRNG())
+        if self.train:
+            centre = random_centre(n, max(spans, default=1), _TorchRNG())
         for k, v in self.views.items():
             strides = _strides(v, self.stride)
             span = max((lengths[k] - 1) * s + 1 for s in strides)

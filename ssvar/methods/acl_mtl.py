@@ -219,7 +219,11 @@ class ACLMTL(SemiSupervisedModule):
         unlabeled = {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")}
         if self.use_mtl:
             # Long clips around the short clip's centre, with its crop: [S, C, T, H, W] per sample.
-            unlabeled["long"] = ViewSpec("weak", num_frames=self.long_num_frames, scales=self.mtl_scales, same_as="weak")
+            # The short clip's position is drawn over the whole video; the long clips are fitted
+            # around it (slid inside the video, then a smaller stride when longer than it).
+            unlabeled["long"] = ViewSpec(
+                "weak", num_frames=self.long_num_frames, scales=self.mtl_scales, same_as="weak", fit_to_centre=True
+            )
         return {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": unlabeled}
 
     @torch.no_grad()

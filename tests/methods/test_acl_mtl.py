@@ -172,3 +172,34 @@ def test_ddp_fit_keeps_bank_prototypes_and_gmm_identical(tmp_path):
     for k in s0:
         assert torch.equal(s0[k], s1[k]), k
     assert int(s0["filled"]) == 12 and int(s0["gmm.num_fits"]) >= 1  # 3 steps x 2 ranks x 2 clips
+
+
+@pytest.mark.parametrize("num_frames", [150, 186])
+def test_short_clip_position_is_drawn_over_the_whole_video(num_frames):
+    """ACL+MTL's short clip is placed like FixMatch's (over the whole video); its 4x long clip
+    (8 frames at stride 32 spans 225 frames) is fitted around it. It used to be pinned to the
+    middle frame whenever the long clip did not fit: 1 distinct start in 200 draws."""
+    from ssvar.data.dataset import VideoDataset
+    from ssvar.data.decode import VideoInfo
+    from ssvar.data.index import VideoIndex, VideoRecord
+    from ssvar.methods import FixMatch
+
+    index = VideoIndex([VideoRecord("v.mp4", 0)], ["a"])
+    info = VideoInfo(num_frames=num_frames, fps=25.0, width=32, height=32)
+
+    def starts(model) -> tuple[set[int], list[dict]]:
+        ds = VideoDataset(".", index, model.views()["unlabeled"], num_frames=8, stride=8, labeled=False)
+        torch.manual_seed(0)
+        plans = [ds._plan(info) for _ in range(200)]
+        return {int(p["weak"][0][0]) for p in plans}, plans
+
+    acl, plans = starts(_model(mtl_scales=(2, 4)))
+    fixmatch, _ = starts(FixMatch(Tiny3D(width=4), num_classes=4))
+    assert len(fixmatch) > 50
+    assert len(acl) > len(fixmatch) / 2
+    for p in plans:  # every long clip lies in the video and covers the short clip's frames
+        short = p["weak"][0]
+        for long in p["long"]:
+            assert long.min() >= 0 and long.max() < num_frames
+            assert long.min() <= short.min() and long.max() >= short.max()
+        assert (p["strong"][0] == short).all()
