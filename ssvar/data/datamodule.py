@@ -111,9 +111,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         jitter_range: short-side range of ``weak_aug="scale_jitter"`` (frames are decoded at
             ``short_side``, which should be at least the upper end).
         hflip: horizontal flip probability.
+        randaugment: strong-view op set: ``"torchvision"`` (``v2.RandAugment``, M a bin of 31)
+            or ``"mmaction2"`` (MMAction2's ``Imgaug('default')``, LTG's: M a level of 10;
+            :class:`ssvar.data.transforms.VideoRandAugment`).
         randaugment_ops, randaugment_magnitude: strong-view RandAugment (N, M).
         randaugment_exclude: RandAugment ops the strong view never uses (e.g. colour ops where
-            colour defines the class); names in :data:`ssvar.data.transforms.RANDAUGMENT_OPS`.
+            colour defines the class); names in :data:`ssvar.data.transforms.RANDAUGMENT_OPS`
+            or :data:`~ssvar.data.transforms.VIDEO_RANDAUGMENT_OPS` (a name the chosen set
+            lacks excludes nothing).
         test_clips, test_crops: test views per video (clips x crops; crops 1 or 3).
         eval_batch_size: batch size of validation and test (default ``batch_size``).
         labeled_in_unlabeled: keep labelled videos in the unlabelled pool (LTG) instead of
@@ -144,6 +149,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
         randaugment_exclude: tuple[str, ...] = (),
+        randaugment: Literal["torchvision", "mmaction2"] = "torchvision",
         test_clips: int = 5,
         test_crops: int = 3,
         eval_batch_size: int | None = None,
@@ -181,6 +187,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,
             randaugment_exclude=tuple(randaugment_exclude),
+            randaugment=randaugment,
         )
         self.test_clips = test_clips
         self.test_crops = test_crops
@@ -537,8 +544,9 @@ def _has_csv_header(path: str) -> bool:
         return f.readline().lower().startswith("label,")
 
 
-#: RandAugment ops that recolour SyntheticActions' objects, whose colour is part of the class.
-LABEL_CHANGING_OPS: tuple[str, ...] = ("Solarize", "Equalize", "AutoContrast")
+#: RandAugment ops that recolour SyntheticActions' objects, whose colour is part of the class
+#: (``Invert`` exists only in the ``"mmaction2"`` op set; under torchvision's it excludes nothing).
+LABEL_CHANGING_OPS: tuple[str, ...] = ("Solarize", "Equalize", "AutoContrast", "Invert")
 
 
 class SyntheticActionsDataModule(SemiSupervisedDataModule):
@@ -548,8 +556,9 @@ class SyntheticActionsDataModule(SemiSupervisedDataModule):
     ``hflip`` defaults to 0: flipping would turn "slide right" into "slide left". Object colour
     is part of what tells the pairs apart, and three RandAugment ops recolour the object
     (Solarize inverts the bright channels, so the red square turns dark cyan; Equalize and
-    AutoContrast stretch each channel on its own), so ``randaugment_exclude`` defaults to those
-    three here (:data:`LABEL_CHANGING_OPS`) and the strong view keeps the label. Benchmark rows
+    AutoContrast stretch each channel on its own; with ``randaugment="mmaction2"``, Invert turns
+    every colour into its complement), so ``randaugment_exclude`` defaults to those ops here
+    (:data:`LABEL_CHANGING_OPS`) and the strong view keeps the label. Benchmark rows
     stored before this default (``benchmarks/RESULTS.md``) ran with every op: add
     ``--data.init_args.randaugment_exclude=[]`` to reproduce them.
 
