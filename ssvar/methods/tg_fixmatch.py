@@ -33,6 +33,7 @@ from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.temporal_gradient import split_rgb_tg
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.models.backbones import VideoBackbone
 
 
 def feature_alignment(rgb_stages: list[torch.Tensor], tg_stages: list[torch.Tensor]) -> torch.Tensor:
@@ -45,7 +46,12 @@ def feature_alignment(rgb_stages: list[torch.Tensor], tg_stages: list[torch.Tens
 
 
 def _reinit(module: nn.Module) -> nn.Module:
-    """Fresh weights for a copied network (LTG's TG network has the same architecture, new weights)."""
+    """Fresh weights for a copied network (LTG's TG network has the same architecture, new
+    weights), drawn by the backbone's own initialiser (``init_weights``), not PyTorch's per-layer
+    defaults (which would give R3D18 convs ~0.4x the std and undo SlowOnly-R50's zero-init)."""
+    if isinstance(module, VideoBackbone):
+        module.init_weights()
+        return module
     for m in module.modules():
         if m is not module and hasattr(m, "reset_parameters"):
             m.reset_parameters()

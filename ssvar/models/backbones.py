@@ -26,6 +26,14 @@ class VideoBackbone(nn.Module):
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
 
+    def init_weights(self) -> None:
+        """Fresh weights drawn by this architecture's own initialiser (what its constructor
+        does; e.g. TG-FixMatch's TG network, a copy of the RGB one with new weights). Default:
+        every layer's PyTorch ``reset_parameters``; backbones with their own scheme override it."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
     def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
         """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
         Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
@@ -104,6 +112,10 @@ class Tiny3D(VideoBackbone):
 class R3D18(VideoBackbone):
     """torchvision's ``r3d_18`` (3D ResNet-18), from scratch, without its classifier.
 
+    Not LTG's "3D-ResNet-18": torchvision's stem has no max-pool, so its stages run at 112/56/28/14
+    px for a 224 input (about 4x the compute per stage of MMAction2's layout, another receptive
+    field). For LTG's network use :class:`~ssvar.models.ResNet3d18`.
+
     Args:
         checkpoint: optional local file to load weights from (torchvision's key layout).
     """
@@ -112,13 +124,25 @@ class R3D18(VideoBackbone):
         super().__init__()
         from torchvision.models.video import r3d_18
 
-        net = r3d_18(weights=None)
+        net = r3d_18(weights=None)  # torchvision's VideoResNet initialises itself (init_weights)
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
         self.stage_dims = [64, 128, 256, 512]
         if checkpoint:
             self.load_checkpoint(checkpoint)
+
+    def init_weights(self) -> None:
+        """torchvision ``VideoResNet``'s scheme: conv Kaiming-normal (fan-out, ReLU), BatchNorm
+        weight 1 / bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def _remap(self, state: dict) -> dict:
         # Accept torchvision's own layout (keys without "net.") as well as ours; drop its fc.

@@ -72,3 +72,47 @@ def test_slow_r50_loads_pytorchvideo_layout(tmp_path, r50):
         for block in hub.blocks[:5]:  # the hub model without its fixed-size pool + classifier
             h = block(h)
         torch.testing.assert_close(r50(x), h.mean(dim=(2, 3, 4)))
+
+
+# ---------------------------------------------------------------- MMAction2's ResNet3d-18 (LTG)
+def test_mmaction2_resnet3d18_layout():
+    """Stem 3x7x7 stride 1x2x2 + max-pool 1x3x3 stride 1x2x2, BatchNorm eps 1e-3, temporal and
+    spatial strides 1/2/2/2 and pool2: stages at 1/4 .. 1/32 of the input side, where
+    torchvision's r3d_18 (no max-pool) runs at 1/2 .. 1/16."""
+    from ssvar.models import ResNet3d18
+
+    torch.manual_seed(0)
+    net = ResNet3d18().eval()
+    conv, bn = net.stem[0][0], net.stem[0][1]
+    assert conv.kernel_size == (3, 7, 7) and conv.stride == (1, 2, 2) and conv.padding == (1, 3, 3)
+    pool = net.stem[1]
+    assert isinstance(pool, torch.nn.MaxPool3d) and pool.kernel_size == (1, 3, 3) and pool.stride == (1, 2, 2)
+    assert all(m.eps == 1e-3 for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d)) and bn.eps == 1e-3
+    assert net.stage_dims == [64, 128, 256, 512] and net.feature_dim == 512
+    x = torch.randn(1, 3, 8, 112, 112)
+    with torch.no_grad():
+        ours = [tuple(f.shape[2:]) for f in net.forward_stages(x)]
+        tv = [tuple(f.shape[2:]) for f in R3D18().eval().forward_stages(x)]
+        assert net(x).shape == (1, 512)
+    assert ours == [(4, 28, 28), (2, 14, 14), (1, 7, 7), (1, 4, 4)]
+    assert [s[1] for s in tv] == [56, 28, 14, 7]
+    # MMAction2 init (pretrained=None): Kaiming-normal fan-out convs, BatchNorm 1 / 0
+    w = net.stages[0][0].conv1[0].weight
+    assert abs(w.std().item() - (2 / (64 * 27)) ** 0.5) < 0.004
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in R3D18().parameters())
+
+
+def test_tg_network_is_initialised_by_the_backbones_own_scheme():
+    """The TG network copies the RGB backbone and redraws its weights with the backbone's own
+    initialiser: R3D18 convs keep Kaiming fan-out std (~0.034 in layer1), not PyTorch's default
+    reset (~0.014); SlowOnly-R50 keeps its zero-initialised last BatchNorm per bottleneck."""
+    from ssvar.methods import TGFixMatch
+
+    torch.manual_seed(0)
+    m = TGFixMatch(R3D18(), num_classes=3, proj_dim=8)
+    rgb = m.backbone.net.layer1[0].conv1[0].weight
+    tg = m.tg_backbone.net.layer1[0].conv1[0].weight
+    assert abs(tg.std().item() - rgb.std().item()) < 0.003 and not torch.equal(tg, rgb)
+    m50 = TGFixMatch(SlowOnlyR50(width_multiplier=0.25), num_classes=3, proj_dim=8)
+    final = [mod for mod in m50.tg_backbone.modules() if getattr(mod, "block_final_bn", False)]
+    assert final and all(float(b.weight.abs().sum()) == 0 for b in final)
