@@ -123,6 +123,11 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         eval_batch_size: batch size of validation and test (default ``batch_size``).
         labeled_in_unlabeled: keep labelled videos in the unlabelled pool (LTG) instead of
             unlabelled = train - labelled (SVFormer, TimeBalance).
+        labeled_list_labels: where a published labelled list gives a video another label than
+            the official training split (HMDB51's VideoSSL lists: about 65 clips per list, e.g.
+            climb vs climb_stairs), ``"train_list"`` (default) corrects it to the split's label;
+            ``"list"`` keeps the list's label, as LTG and SVFormer trained (their paper
+            configs). Either way a warning gives the count.
         check_files: at setup, fail on the first listed file that does not exist (with its list
             file and line).
         decoder: ``"pyav"`` or ``"torchcodec"``.
@@ -154,6 +159,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         test_crops: int = 3,
         eval_batch_size: int | None = None,
         labeled_in_unlabeled: bool = False,
+        labeled_list_labels: Literal["train_list", "list"] = "train_list",
         check_files: bool = True,
         decoder: Literal["pyav", "torchcodec"] = "pyav",
         max_retries: int = 10,
@@ -193,6 +199,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.test_crops = test_crops
         self.eval_batch_size = eval_batch_size or batch_size
         self.labeled_in_unlabeled = labeled_in_unlabeled
+        if labeled_list_labels not in ("train_list", "list"):
+            raise ValueError(f"labeled_list_labels must be 'train_list' or 'list', got {labeled_list_labels!r}")
+        self.labeled_list_labels = labeled_list_labels
         self.check_files = check_files
         self.decoder = decoder
         self.max_retries = max_retries
@@ -327,9 +336,11 @@ def _labeled_from(
     labeled_percent: float | None,
     seed: int,
     test: VideoIndex | None = None,
+    list_labels: str = "train_list",
 ) -> VideoIndex:
     """The labelled subset of ``train``: from a list file (matched to the train index by path,
-    extension ignored) or drawn class-balanced."""
+    extension ignored) or drawn class-balanced. ``list_labels``: which label wins where the list
+    and the training split disagree (``"train_list"`` or ``"list"``)."""
     given = sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent))
     if given != 1:
         raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
@@ -345,13 +356,15 @@ def _labeled_from(
             raise SplitError(f"{r.origin}: {r.path} is not in the training list")
         if r.label != match.label:
             disagree.append(f"{r.origin} ({r.path}: {r.label} vs {match.label})")
-        records.append(VideoRecord(match.path, match.label, match.group, r.origin))
+        label = r.label if list_labels == "list" else match.label
+        records.append(VideoRecord(match.path, label, match.group, r.origin))
     if disagree:
-        # Published lists carry a few wrong labels (e.g. HMDB51's VideoSSL lists, 132 clips):
-        # the official split is the reference.
+        # Published lists carry a few labels other than the official split's (HMDB51's VideoSSL
+        # lists: climb/climb_stairs, kick/kick_ball, sword/sword_exercise).
+        kept = "the list's label (labeled_list_labels='list')" if list_labels == "list" else "the training list's label"
         warnings.warn(
             f"{len(disagree)} labelled video(s) in {labeled_list} have a label other than the training "
-            f"list's; using the training list's label. First: {disagree[:3]}",
+            f"list's; using {kept}. First: {disagree[:3]}",
             stacklevel=2,
         )
     return VideoIndex(records, list(train.classes))
@@ -416,7 +429,7 @@ class FolderDataModule(SemiSupervisedDataModule):
             train = tree.without(test)
         else:
             train, test = S.make_group_split(tree, self.test_fraction, seed=self.split_seed)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test, list_labels=self.labeled_list_labels)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -455,7 +468,7 @@ class UCF101DataModule(SemiSupervisedDataModule):
         ci = os.path.join(self.splits_dir, "classInd.txt")
         train = S.read_ucf101_list(os.path.join(self.splits_dir, f"trainlist0{self.split}.txt"), ci)
         test = S.read_ucf101_list(os.path.join(self.splits_dir, f"testlist0{self.split}.txt"), ci)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -495,7 +508,7 @@ class HMDB51DataModule(SemiSupervisedDataModule):
         train, test, unused = S.read_hmdb51_split(self.splits_dir, self.split)
         if self.include_unused:
             train = VideoIndex(train.records + unused.records, list(train.classes))
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -535,7 +548,7 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         classes = S.read_class_names(self.classes_file) if self.classes_file else None
         train = self._read(self.train_list, classes)
         val = self._read(self.val_list, train.classes)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed)
+        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 

@@ -61,8 +61,12 @@ class SemiSupervisedModule(L.LightningModule):
         optimizer: ``"sgd"`` or ``"adamw"``.
         momentum, nesterov: SGD settings.
         weight_decay: L2 / decoupled weight decay.
+        decay_norm_and_bias: also apply weight decay to norm weights and biases (MMAction2 and
+            so LTG do; default off: our choice, the common practice for BatchNorm networks).
         warmup_steps: linear warm-up length in iterations (a float in (0, 1) is a fraction of
             the total).
+        warmup_start_ratio: the warm-up starts at this fraction of ``lr`` (MMCV's linear
+            ``warmup_ratio``; LTG: 0.1) and rises linearly to ``lr``; 0 starts from (almost) 0.
         min_lr_ratio: final learning rate of the cosine decay, as a fraction of ``lr``.
         dropout: dropout before the linear head.
         label_smoothing: label smoothing of the supervised cross-entropy.
@@ -87,6 +91,8 @@ class SemiSupervisedModule(L.LightningModule):
         weight_decay: float = 5e-4,
         warmup_steps: float = 0.05,
         min_lr_ratio: float = 0.0,
+        warmup_start_ratio: float = 0.0,
+        decay_norm_and_bias: bool = False,
         dropout: float = 0.5,
         label_smoothing: float = 0.0,
         test_average: Literal["prob", "logit"] = "prob",
@@ -106,6 +112,8 @@ class SemiSupervisedModule(L.LightningModule):
             raise ValueError(f"test_average must be 'prob' or 'logit', got {test_average!r}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if not 0 <= warmup_start_ratio <= 1:
+            raise ValueError(f"warmup_start_ratio must be in [0, 1], got {warmup_start_ratio}")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             # Under LightningCLI the backbone is a plain {class_path, init_args} config: keep it,
@@ -438,14 +446,14 @@ class SemiSupervisedModule(L.LightningModule):
     # -- optimisation ---------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
         """The optimiser's parameter groups. Default: weight decay on weights, none on norms and
-        biases. Methods with several networks override this (e.g. one learning rate per network,
+        biases (``decay_norm_and_bias=True``: on everything, as MMAction2). Methods with several networks override this (e.g. one learning rate per network,
         :func:`ssvar.components.co_training.co_training_param_groups`); a group's own ``lr`` is
         scaled by the schedule like the default one."""
         decay, no_decay = [], []
         for n, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+            (no_decay if p.ndim <= 1 and not self.hparams.get("decay_norm_and_bias", False) else decay).append(p)
         return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self):
@@ -457,7 +465,8 @@ class SemiSupervisedModule(L.LightningModule):
             opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = int(hp.warmup_steps * total) if hp.warmup_steps < 1 else int(hp.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio))
+        start = hp.get("warmup_start_ratio", 0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio, start))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -471,12 +480,14 @@ def _backbone_config_given() -> bool:
     return isinstance(given, dict) and isinstance(given.get("backbone"), dict)
 
 
-def warmup_cosine(warmup: int, total: int, min_ratio: float = 0.0):
-    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+def warmup_cosine(warmup: int, total: int, min_ratio: float = 0.0, start_ratio: float = 0.0):
+    """LR multiplier: linear warm-up over ``warmup`` steps from ``start_ratio`` (MMCV's
+    ``warmup_ratio``) to 1, then cosine to ``min_ratio``. (MMCV runs its cosine from step 0 and
+    multiplies the warm-up onto it; here the cosine starts after the warm-up: our choice.)"""
 
     def f(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return start_ratio + (1 - start_ratio) * (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -181,3 +181,21 @@ def test_surv_fight_group_disjoint():
     assert dm.classes == ["fight", "noFight"]
     assert not ({r.group for r in sp.unlabeled} | {r.group for r in sp.labeled}) & {r.group for r in sp.test} - {None}
     assert len(sp.labeled) == 10
+
+
+@pytest.mark.parametrize("mode", ["train_list", "list"])
+def test_labeled_list_labels_switch(tmp_path, mode):
+    """A published list that labels a video differently from the training split (HMDB51's
+    VideoSSL lists): corrected to the split's label by default, kept as listed with
+    ``labeled_list_labels="list"`` (what LTG and SVFormer trained on); a warning gives the count."""
+    _tree(tmp_path, {"a": 3, "b": 3})
+    (tmp_path / "test.txt").write_text("a/a_0.mp4 0\nb/b_0.mp4 1\n")
+    (tmp_path / "lab.txt").write_text("a/a_1.mp4 1\nb/b_1.mp4 1\na/a_2.mp4 1\n")  # two disagree
+    dm = FolderDataModule(str(tmp_path), labeled_list=str(tmp_path / "lab.txt"), test_list=str(tmp_path / "test.txt"),
+                          labeled_list_labels=mode)
+    with pytest.warns(UserWarning, match=r"^2 labelled video\(s\)"):
+        labels = {r.path: r.label for r in dm.splits.labeled.records}
+    expected = {"a/a_1.mp4": 1, "a/a_2.mp4": 1} if mode == "list" else {"a/a_1.mp4": 0, "a/a_2.mp4": 0}
+    assert labels == {**expected, "b/b_1.mp4": 1}
+    with pytest.raises(ValueError, match="labeled_list_labels"):
+        FolderDataModule(str(tmp_path), labeled_per_class=1, labeled_list_labels="mine")
