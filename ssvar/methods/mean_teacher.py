@@ -40,6 +40,9 @@ class MeanTeacher(SemiSupervisedModule):
         rampup_steps: sigmoid ramp-up length in iterations (a float in (0, 1) is a fraction of
             the total; the paper ramps up over the first part of training).
         consistency: ``"mse"`` on probabilities (the paper) or ``"kl"`` (teacher || student).
+            The MSE is summed over classes: K times the reference code's term (which also
+            averages over classes) at the same weight; use ``consistency_weight = w / K`` for
+            a reference weight ``w``.
         monitor_threshold: confidence level at which the teacher's predictions count as
             confident in the pseudo-label quality logs (no effect on the loss).
         joint_forward: labelled clips and strong views in one student pass rather than two.
