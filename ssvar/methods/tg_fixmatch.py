@@ -22,6 +22,7 @@ Inference uses the RGB network only, so a trained model costs what a plain RGB m
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Literal
 
 import torch
@@ -86,6 +87,8 @@ class TGFixMatch(SemiSupervisedModule):
             stays at 127 under Brightness, Equalize, Posterize or Solarize), leaving the
             geometric ones. ``"shared"``: the gradient of the RGB strong clip's frames (one draw
             for both modalities).
+        independent_tg_augment: deprecated (ssvar 0.1.0); ``True`` maps to ``tg_strong_view="frames"`` and
+            ``False`` to ``"shared"``, with a warning, so old checkpoints and configs keep loading.
         **kwargs: :class:`SemiSupervisedModule` arguments.
     """
 
@@ -103,8 +106,19 @@ class TGFixMatch(SemiSupervisedModule):
         proj_dim: int = 512,
         unsup_warmup_steps: float = 0,
         tg_strong_view: Literal["gradient", "frames", "shared"] = "gradient",
+        independent_tg_augment: bool | None = None,
         **kwargs,
     ):
+        if independent_tg_augment is not None:
+            # Checkpoints and configs from before tg_strong_view keep loading, and keep training
+            # what they trained: their own draw on the frames (True) or the RGB draw (False).
+            tg_strong_view = "frames" if independent_tg_augment else "shared"
+            warnings.warn(
+                f"independent_tg_augment is deprecated: use tg_strong_view={tg_strong_view!r} (what it meant), or "
+                "'gradient', LTG's form and the default now",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         super().__init__(backbone, num_classes, **kwargs)
         if not hasattr(backbone, "forward_stages") or not getattr(backbone, "stage_dims", None):
             raise ValueError(
@@ -135,6 +149,15 @@ class TGFixMatch(SemiSupervisedModule):
         if tg_strong_view not in ("gradient", "frames", "shared"):
             raise ValueError(f"tg_strong_view must be 'gradient', 'frames' or 'shared', got {tg_strong_view!r}")
         self.tg_strong_view = tg_strong_view
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.contrastive is None:
+            # Before heads were built only when used, contrastive_weight=0 runs saved unused
+            # projection heads: drop them so those checkpoints keep loading strictly.
+            state = checkpoint.get("state_dict", {})
+            for k in [k for k in state if k.startswith("contrastive.")]:
+                del state[k]
 
     # -- data -----------------------------------------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:

@@ -226,3 +226,23 @@ def test_strong_tg_view_is_augmented_after_the_difference(video_factory, mode):
         assert offset > 20  # a brightness factor of 1 +- 0.27 (or more) moves 127 by > 30
     else:
         assert offset < 2
+
+
+def test_checkpoints_from_before_the_fidelity_fixes_still_load():
+    # ssvar 0.1.0 saved `independent_tg_augment` in the hyperparameters and, with
+    # contrastive_weight=0, unused projection heads in the state dict.
+    import warnings
+
+    from ssvar.methods import TGFixMatch
+    from ssvar.models import Tiny3D
+
+    old = TGFixMatch(Tiny3D(width=4), num_classes=3, contrastive_weight=1.0)
+    state = {"state_dict": dict(old.state_dict())}
+    assert any(k.startswith("contrastive.") for k in state["state_dict"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        new = TGFixMatch(Tiny3D(width=4), num_classes=3, contrastive_weight=0.0, independent_tg_augment=True)
+    assert new.tg_strong_view == "frames" and any("independent_tg_augment is deprecated" in str(w.message) for w in caught)
+    assert TGFixMatch(Tiny3D(width=4), 3, independent_tg_augment=False).tg_strong_view == "shared"
+    new.on_load_checkpoint(state)
+    new.load_state_dict(state["state_dict"])  # strict: the unused heads were dropped
