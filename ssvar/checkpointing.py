@@ -77,6 +77,20 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Delete the temporary files of checkpoint writes that a ``kill -9`` interrupted."""
+    removed = []
+    for p in glob.glob(os.path.join(glob.escape(folder), ".*.ckpt.*.tmp")):
+        try:
+            os.unlink(p)
+            removed.append(p)
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d interrupted checkpoint write(s) in %s", len(removed), folder)
+    return removed
+
+
 def _is_local(path: Any) -> bool:
     return "://" not in str(path) or str(path).startswith("file://")
 
@@ -261,6 +275,9 @@ class ResumeCheckpoints(L.Callback):
     # -- when ------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._signal = None
+        target = self._target(trainer)
+        if target and trainer.is_global_zero:
+            remove_stale_temporaries(os.path.dirname(target))
         if self.on_signal and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.getsignal(sig)
@@ -316,6 +333,8 @@ __all__ = [
     "atomic_torch_save",
     "find_last_checkpoint",
     "install_atomic_checkpoint_io",
+    "mark_finished_epoch",
+    "remove_stale_temporaries",
     "resolve_ckpt_path",
     "run_root_dirs",
 ]
