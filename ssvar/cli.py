@@ -77,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         from ssvar.predict import predict_main
 
         return predict_main(argv[1:])
-    from ssvar.checkpointing import CheckpointNotFoundError
+    from ssvar.checkpointing import CheckpointNotFoundError, CorruptCheckpointError
+    from ssvar.data.index import SplitError
 
     try:
         # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
         run_cli(None if from_command_line else argv)
-    except CheckpointNotFoundError as e:
+    except (CheckpointNotFoundError, CorruptCheckpointError, SplitError) as e:
         print(f"ssvar: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -393,9 +393,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         if not samplers and not views.get("unlabeled"):
             raise ValueError("the method declares neither labelled nor unlabelled training views")
         if views.get("unlabeled"):
-            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
-            if len(unl) < world * self.batch_size * self.mu:
-                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {self.batch_size * self.mu})")
+            if len(sp.unlabeled) < world * self.batch_size * self.mu:
+                raise SplitError(
+                    f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
+                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
+                )
+            datasets["unlabeled"] = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
         loaders = {}
         for part, sampler in samplers.items():
