@@ -403,7 +403,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                     f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
                     f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
                 )
-            datasets["unlabeled"] = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
+            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
         loaders = {}
         for part, sampler in samplers.items():
@@ -437,7 +437,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict) -> None:
         pos = state_dict.get("train_position")
-        if pos is not None:
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        if pos is not None and fitting:  # validate/test from a checkpoint do not move training
             self._resume_position = (int(pos["epoch"]), int(pos["batches"]))
 
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
