@@ -30,6 +30,14 @@ class SsvarCLI(LightningCLI):
             help="after `fit`, run `test` (multi-view) on the last checkpoint",
         )
 
+    def before_fit(self) -> None:
+        # `--ckpt_path last`: the newest last.ckpt under the run's root (each run has a new version
+        # folder); nothing to resume from is an error, never a silent fresh start.
+        from ssvar.checkpointing import resolve_ckpt_path
+
+        cfg = self.config_init[self.subcommand]
+        cfg["ckpt_path"] = resolve_ckpt_path(cfg.get("ckpt_path"), self.trainer)
+
     def after_fit(self) -> None:
         if self.config.get(self.subcommand, {}).get("test_after_fit"):
             ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
@@ -69,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         from ssvar.predict import predict_main
 
         return predict_main(argv[1:])
-    # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
-    run_cli(None if from_command_line else argv)
+    from ssvar.checkpointing import CheckpointNotFoundError, CorruptCheckpointError
+    from ssvar.data.index import SplitError
+
+    try:
+        # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
+        run_cli(None if from_command_line else argv)
+    except (CheckpointNotFoundError, CorruptCheckpointError, SplitError) as e:
+        print(f"ssvar: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

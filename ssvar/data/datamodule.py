@@ -29,14 +29,47 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ssvar.data import splits as S
-from ssvar.data.dataset import VideoDataset, ViewSpec
+from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
 from ssvar.data.sampling import ShortPolicy
 from ssvar.data.transforms import AugmentConfig
 
 
 # --------------------------------------------------------------------------- samplers
-class ResampledDistributedSampler(DistributedSampler):
+class _ResumableSampler(DistributedSampler):
+    """A training sampler whose epochs are pure functions of ``(seed, epoch)`` and that can start
+    an epoch part-way (``resume_at``), so a run resumed mid-epoch sees exactly the samples, in the
+    order, an uninterrupted run would have seen next.
+
+    It yields ``(index, sample_seed)`` pairs: :class:`~ssvar.data.dataset.VideoDataset` draws a
+    sample's augmentation from its own seed, so a sample looks the same whichever worker decodes
+    it, with any ``num_workers`` and after any resume (worker RNG streams do not survive a resume).
+    """
+
+    stream = 0  # separates the sample seeds of the labelled and unlabelled streams
+
+    def _order(self) -> list[int]:
+        """This epoch's indices over all replicas (``total_size`` of them)."""
+        raise NotImplementedError
+
+    def resume_at(self, epoch: int, skip: int) -> None:
+        """Start epoch ``epoch`` after its first ``skip`` samples (per replica)."""
+        self.set_epoch(epoch)
+        self._skip = (epoch, skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        g = torch.Generator()
+        g.manual_seed(hash((self.seed, self.epoch, self.stream)) & (2**63 - 1))
+        seeds = torch.randint(0, 2**62, (self.total_size,), generator=g).tolist()
+        mine = slice(self.rank, self.total_size, self.num_replicas)
+        pairs = list(zip(order[mine], seeds[mine]))
+        epoch, skip = getattr(self, "_skip", (None, 0))
+        self._skip = (None, 0)  # applies once, to the resumed epoch only
+        return iter(pairs[skip:] if epoch == self.epoch else pairs)
+
+
+class ResampledDistributedSampler(_ResumableSampler):
     """Draws ``num_samples`` indices per replica from a (small) dataset, cycling through fresh
     permutations, so every labelled video is seen equally often. Seeded by ``seed + epoch``;
     identical on every rank before sharding, so ranks see disjoint samples each step."""
@@ -46,16 +79,29 @@ class ResampledDistributedSampler(DistributedSampler):
         self.num_samples = num_samples
         self.total_size = num_samples * num_replicas
 
-    def __iter__(self) -> Iterator[int]:
+    def _order(self) -> list[int]:
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
         n = len(self.dataset)
         perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
-        order = torch.cat(perms)[: self.total_size]
-        return iter(order[self.rank : self.total_size : self.num_replicas].tolist())
+        return torch.cat(perms)[: self.total_size].tolist()
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ShuffledDistributedSampler(_ResumableSampler):
+    """``DistributedSampler(shuffle=True, drop_last=True)``'s order (the unlabelled pool), resumable."""
+
+    stream = 1
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+
+    def _order(self) -> list[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        return torch.randperm(len(self.dataset), generator=g)[: self.total_size].tolist()
 
 
 class EvalDistributedSampler(DistributedSampler):
@@ -72,6 +118,17 @@ class EvalDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class _TrainLoader(DataLoader):
+    """A training DataLoader that tells Lightning it resumes mid-epoch: its position is kept by
+    the data module's ``state_dict`` (epoch and batches done) and restored through its sampler."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- the base module
@@ -135,6 +192,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
         seed: seed of the labelled resampler and of generated splits.
         persistent_workers: keep workers between epochs.
+        allow_duplicates: accept a video listed twice in one split list (a warning instead of
+            the default error naming both list lines).
+        allow_empty_classes: accept classes without a labelled video (a warning instead of the
+            default error). A labelled video also in the test list is always an error.
     """
 
     def __init__(
@@ -166,6 +227,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: ShortPolicy = "shrink_stride",
         seed: int = 0,
         persistent_workers: bool = True,
+        allow_duplicates: bool = False,
+        allow_empty_classes: bool = False,
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
@@ -208,7 +271,11 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.short_policy = short_policy
         self.seed = seed
         self.persistent_workers = persistent_workers
+        self.allow_duplicates = allow_duplicates
+        self.allow_empty_classes = allow_empty_classes
         self._splits: Splits | None = None
+        # Where a resumed fit continues: (epoch, batches of it already trained), from a checkpoint.
+        self._resume_position: tuple[int, int] | None = None
 
     # -- what subclasses provide ----------------------------------------------------------
     def build_splits(self) -> Splits:
@@ -224,12 +291,51 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def splits(self) -> Splits:
         if self._splits is None:
             sp = self.build_splits()
-            if not self.labeled_in_unlabeled:
-                sp.unlabeled = sp.unlabeled.without(sp.labeled)
             if len(sp.labeled) == 0:
                 raise SplitError("the labelled set is empty")
+            unlabeled_keys = self._check_splits(sp)
+            if not self.labeled_in_unlabeled:
+                drop = {path_key(r.path) for r in sp.labeled}
+                kept = [r for r, k in zip(sp.unlabeled.records, unlabeled_keys) if k not in drop]
+                sp.unlabeled = VideoIndex(kept, list(sp.unlabeled.classes))
             self._splits = sp
         return self._splits
+
+    def _check_splits(self, sp: Splits) -> list[str]:
+        """The checks of ``ssvar splits verify``, run whenever the splits are built (``setup``):
+        a labelled video in the test list is always an error; repeated entries and classes
+        without a labelled video are errors unless ``allow_duplicates`` / ``allow_empty_classes``;
+        an unlabelled video in the test list is a warning (transductive setups do it on purpose)."""
+        errors: list[str] = []
+        keys = {}  # every list's path keys, computed once (600,000 entries at Kinetics scale)
+        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled), ("test", sp.test), ("validation", sp.val)):
+            if ix is sp.test and name == "validation":
+                continue
+            keys[name] = [path_key(r.path) for r in ix]
+            dups = _duplicates(ix, keys[name])
+            if dups and not self.allow_duplicates:
+                errors.append(f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}")
+            elif dups:
+                warnings.warn(f"{len(dups)} repeated {name} video(s): {S._examples(dups)}", stacklevel=3)
+        counts = [0] * len(sp.labeled.classes)
+        for r in sp.labeled:
+            if 0 <= r.label < len(counts):
+                counts[r.label] += 1
+        empty = [f"{i} {c}" for i, (c, n) in enumerate(zip(sp.labeled.classes, counts)) if n == 0]
+        if empty and not self.allow_empty_classes:
+            errors.append(f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}")
+        elif empty:
+            warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
+        test_keys = set(keys["test"])
+        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled)):
+            both = [_where(r) for r, k in zip(ix, keys[name]) if k in test_keys]
+            if both and name == "labelled":
+                errors.append(f"{len(both)} labelled video(s) also in the test list: {S._examples(both)}")
+            elif both:
+                warnings.warn(f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3)
+        if errors:
+            raise SplitError("; ".join(errors))
+        return keys["unlabelled"]
 
     @property
     def classes(self) -> list[str]:
@@ -251,7 +357,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
 
-    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True) -> VideoDataset:
+    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True, skip_broken: bool = False) -> VideoDataset:
         return VideoDataset(
             self.root,
             index,
@@ -265,6 +371,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             decoder=self.decoder,
             max_retries=self.max_retries,
             short_policy=self.short_policy,
+            skip_broken=skip_broken,
         )
 
     def _world(self) -> tuple[int, int]:
@@ -276,11 +383,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,
             sampler=sampler,
+            collate_fn=collate_fn,
             num_workers=self.num_workers,
             drop_last=drop_last,
             pin_memory=torch.cuda.is_available(),
@@ -293,30 +401,70 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, rank = self._world()
         sp = self.splits
         steps = self.steps_per_epoch()
-        loaders = {}
+        # A resumed fit continues its epoch where the checkpoint left it. The epoch is set here,
+        # not only by Lightning's `set_epoch`, because loader workers draw their first indices
+        # when the iterator is built, before Lightning sets the epoch.
+        epoch, done = self._resume_position or (getattr(self.trainer, "current_epoch", 0), 0)
+        self._resume_position = None
+        samplers: dict[str, _ResumableSampler] = {}
+        datasets = {}
         if views.get("labeled"):  # self-supervised pretraining needs no labelled loader
-            lab = self.dataset(sp.labeled, views["labeled"], train=True)
-            loaders["labeled"] = self._loader(
-                lab, self.batch_size, ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed), True
-            )
-        if not loaders and not views.get("unlabeled"):
+            datasets["labeled"] = lab = self.dataset(sp.labeled, views["labeled"], train=True)
+            samplers["labeled"] = ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed)
+        if not samplers and not views.get("unlabeled"):
             raise ValueError("the method declares neither labelled nor unlabelled training views")
         if views.get("unlabeled"):
-            unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
-            bu = self.batch_size * self.mu
-            if len(unl) < world * bu:
-                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {bu})")
-            sampler = DistributedSampler(unl, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
-            loaders["unlabeled"] = self._loader(unl, bu, sampler, True)
+            if len(sp.unlabeled) < world * self.batch_size * self.mu:
+                raise SplitError(
+                    f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
+                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
+                )
+            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
+            samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
+        loaders = {}
+        for part, sampler in samplers.items():
+            bs = self.batch_size * (self.mu if part == "unlabeled" else 1)
+            sampler.resume_at(epoch, done * bs)
+            # Own generator: building the iterator never draws from the global RNG (the model's).
+            gen = torch.Generator().manual_seed(self.seed)
+            loaders[part] = _TrainLoader(
+                datasets[part],
+                batch_size=bs,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                drop_last=True,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                generator=gen,
+            )
         return CombinedLoader(loaders, mode="min_size")
+
+    # -- resume: the training samplers' position --------------------------------------------
+    def state_dict(self) -> dict:
+        """The training position (epoch, batches of it done), saved in every fit checkpoint."""
+        t = self.trainer
+        if t is None or t.state.fn != "fit" or not t.training and not t.validating:
+            return {}
+        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+        epoch = int(t.current_epoch)
+        if done >= t.num_training_batches:  # the epoch is complete: the next one starts afresh
+            epoch, done = epoch + 1, 0
+        return {"train_position": {"epoch": epoch, "batches": done}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pos = state_dict.get("train_position")
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        if pos is not None and fitting:  # validate/test from a checkpoint do not move training
+            self._resume_position = (int(pos["epoch"]), int(pos["batches"]))
 
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
         world, rank = self._world()
-        ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False)
+        # Evaluation never substitutes a broken video: it is left out, counted and named.
+        ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False, skip_broken=True)
         # Its own generator: evaluation never draws from the global RNG, so validating (or not)
         # leaves the training stream untouched and resuming stays exact.
         gen = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen)
+        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping)
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
@@ -345,7 +493,9 @@ def _labeled_from(
     if given != 1:
         raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
     if labeled_list is None:
-        return S.make_labeled_split(train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test)
+        return S.make_labeled_split(
+            train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test, too_few="error"
+        )
     listed = S.read_list(labeled_list, classes=train.classes)
     by_key = {path_key(r.path): r for r in train.records}
     records: list[VideoRecord] = []
@@ -552,6 +702,24 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 
+def _where(r: VideoRecord) -> str:
+    return r.origin or r.path
+
+
+def _duplicates(ix: VideoIndex, keys: list[str]) -> list[str]:
+    """``"file:line repeats file:line"`` for every entry whose video is listed earlier too."""
+    seen: dict[str, VideoRecord] = {}
+    out = []
+    if len(set(keys)) == len(keys):
+        return out
+    for r, k in zip(ix, keys):
+        if k in seen:
+            out.append(f"{_where(r)} repeats {_where(seen[k])}")
+        else:
+            seen[k] = r
+    return out
+
+
 def _has_csv_header(path: str) -> bool:
     with open(path, encoding="utf-8") as f:
         return f.readline().lower().startswith("label,")
@@ -657,5 +825,5 @@ class SyntheticActionsDataModule(SemiSupervisedDataModule):
     def build_splits(self) -> Splits:
         index = self._generate()
         train, test = S.make_group_split(index, self.test_fraction, seed=self.split_seed)
-        labeled = S.make_labeled_split(train, per_class=self.labeled_per_class, seed=self.seed)
+        labeled = S.make_labeled_split(train, per_class=self.labeled_per_class, seed=self.seed, too_few="error")
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)

@@ -147,6 +147,10 @@ class VideoDataset(Dataset):
         decoder: ``"pyav"`` or ``"torchcodec"``.
         max_retries: broken videos skipped (replaced by random others) before giving up.
         short_policy: what a clip does in a video shorter than its span (see :mod:`sampling`).
+        skip_broken: never substitute: a broken video gives a marker sample
+            (``{"index", "skipped", "reason"}``) that :func:`collate_skipping` leaves out of the
+            batch and lists in ``batch["skipped"]``. Evaluation uses it (a substituted video would
+            be scored twice and the broken one never); training replaces broken videos.
     """
 
     def __init__(
@@ -164,6 +168,7 @@ class VideoDataset(Dataset):
         decoder: str = "pyav",
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
+        skip_broken: bool = False,
     ):
         if not views:
             raise ValueError("a dataset needs at least one view")
@@ -176,6 +181,11 @@ class VideoDataset(Dataset):
             raise ValueError(f"empty video index for dataset at {root}")
         self.root = root
         self.index = index
+        # What workers read per sample, as numpy arrays: reading Python records from a forked
+        # worker touches their reference counts and copies them into every worker, page by page
+        # (at Kinetics scale ~150 MB per worker per epoch); arrays are never copied.
+        self._paths = PathArray([r.path for r in index.records])
+        self._labels = np.fromiter((r.label for r in index.records), dtype=np.int64, count=len(index))
         self.views = dict(views)
         self.num_frames = num_frames
         self.stride = stride
@@ -188,11 +198,12 @@ class VideoDataset(Dataset):
         self._bad: set[int] = set()  # indices found unreadable (per worker process)
         self.max_retries = max_retries
         self.short_policy = short_policy
+        self.skip_broken = skip_broken
         self._weak = weak_transform(augment)
         self._strong = strong_transform(augment)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._labels)
 
     @property
     def decoder(self) -> Decoder:
@@ -201,7 +212,7 @@ class VideoDataset(Dataset):
         return self._decoder
 
     def path(self, i: int) -> str:
-        p = self.index.records[i].path
+        p = self._paths[i]
         return p if os.path.isabs(p) else os.path.join(self.root, p)
 
     # -- frame plan ----------------------------------------------------------------------
@@ -235,7 +246,24 @@ class VideoDataset(Dataset):
         return plan
 
     # -- sample --------------------------------------------------------------------------
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Sample ``key``: an index, or ``(index, seed)`` from ssvar's training samplers: the
+        sample's random draws (clip position, crop, augmentation, replacement of a broken video)
+        then come from its own seed, the same in any worker and after a resume."""
+        if isinstance(key, tuple):
+            i, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(int(seed))
+                return self._sample(int(i))
+        return self._sample(key)
+
+    def _sample(self, i: int) -> dict:
+        if self.skip_broken:
+            try:
+                return self._load(i)
+            except VideoDecodeError as e:
+                log.warning("leaving out unreadable video (not substituted): %s", e)
+                return {"index": i, "skipped": e.path, "reason": e.reason}
         failures = 0
         tried: list[str] = []
         while True:
@@ -269,7 +297,7 @@ class VideoDataset(Dataset):
         raise AssertionError("unreachable")
 
     def _load(self, i: int) -> dict:
-        rec = self.index.records[i]
+        label = int(self._labels[i])
         plans: dict[str, list[np.ndarray]] = {}
 
         def plan(info: VideoInfo):
@@ -282,10 +310,10 @@ class VideoDataset(Dataset):
         out = self._augment(clips)
         out["index"] = i
         if self.labeled:
-            out["label"] = rec.label
+            out["label"] = label
         else:
             out["label"] = -1
-            out["hidden_label"] = rec.label
+            out["hidden_label"] = label
         return out
 
     def _augment(self, clips: dict[str, list[torch.Tensor]]) -> dict:
@@ -330,6 +358,23 @@ class VideoDataset(Dataset):
         return k
 
 
+class PathArray:
+    """Strings stored as one UTF-8 byte array plus offsets: ``paths[i]`` decodes one on demand."""
+
+    def __init__(self, paths: list[str]):
+        encoded = [p.encode("utf-8") for p in paths]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
+        self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        a, b = self._offsets[i], self._offsets[i + 1]
+        return self._bytes[a:b].tobytes().decode("utf-8")
+
+
 def _stack(views: list[torch.Tensor]) -> torch.Tensor:
     """``[T, C, H, W]`` clips -> ``[C, T, H, W]`` (one) or ``[V, C, T, H, W]`` (several)."""
     t = [torch.Tensor(v).permute(1, 0, 2, 3).contiguous() for v in views]
@@ -345,6 +390,21 @@ class _TorchRNG:
         return lo + (hi - lo) * float(torch.rand(()))
 
 
+def collate_skipping(samples: list[dict]) -> dict:
+    """Collate evaluation samples, leaving out the videos that could not be decoded: they are
+    listed by path in ``batch["skipped"]`` (the batch may hold no video at all)."""
+    from torch.utils.data import default_collate
+
+    good = [s for s in samples if "skipped" not in s]
+    if good:
+        batch = default_collate(good)
+    else:
+        empty = torch.empty(0, dtype=torch.long)
+        batch = {"video": torch.empty(0, dtype=torch.uint8), "label": empty, "index": empty.clone()}
+    batch["skipped"] = [s["skipped"] for s in samples if "skipped" in s]
+    return batch
+
+
 def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     """A shallow copy of ``ds`` that returns samples as unlabelled."""
     new = object.__new__(VideoDataset)
@@ -353,4 +413,4 @@ def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     return new
 
 
-__all__ = ["ViewSpec", "VideoDataset", "with_labels_hidden"]
+__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "with_labels_hidden"]

@@ -11,6 +11,7 @@ A method overrides :meth:`views` (what it needs from each sample) and
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -31,6 +32,8 @@ from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.weights import load_weights
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
+
+log = logging.getLogger(__name__)
 
 
 class Classifier(nn.Module):
@@ -131,6 +134,7 @@ class SemiSupervisedModule(L.LightningModule):
         # `ssvar predict` decodes new videos the same way; empty until a data module is attached.
         self.clip_settings: dict[str, int] = {}
         self.decode_failures = 0
+        self._skipped_videos: dict[str, list[str]] = {}  # evaluation videos left out, per stage
         self._pseudo_labels: PseudoLabels | None = None
         self._extra_pseudo_labels: dict[str, PseudoLabels] = {}
         # Confident pseudo-labels per class over the current epoch (monitoring only).
@@ -187,7 +191,7 @@ class SemiSupervisedModule(L.LightningModule):
 
     def update_teachers(self) -> None:
         """After a real optimiser step: move EMA teachers. Default: ``self.teacher`` follows
-        backbone + head."""
+        backbone + head. Must be idempotent for one ``global_step`` (it may be called twice)."""
         teacher = getattr(self, "teacher", None)
         if isinstance(teacher, EMATeacher):
             teacher.update(self.classifier(), self.trainer.global_step, self._total_steps())
@@ -302,6 +306,9 @@ class SemiSupervisedModule(L.LightningModule):
                 self.log(pre + "acc_confident", correct[ck].mean(), batch_size=n_ck)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Idempotent per optimiser step: ResumeCheckpoints calls it before a mid-epoch save (the
+        # callbacks' `on_train_batch_end` runs before this one), so the checkpoint holds the moved
+        # teachers and this call is then a no-op.
         self.update_teachers()
 
     def on_train_epoch_end(self) -> None:
@@ -326,7 +333,31 @@ class SemiSupervisedModule(L.LightningModule):
             out = out.softmax(-1)
         return out.mean(1)
 
+    def _note_skipped(self, stage: str, batch: dict) -> bool:
+        """Record the videos an evaluation batch left out (undecodable; never substituted).
+        Returns whether the batch still holds a video to score."""
+        self._skipped_videos.setdefault(stage, []).extend(batch.get("skipped") or [])
+        return batch["label"].shape[0] > 0
+
+    def _log_skipped(self, stage: str) -> None:
+        """``<stage>/skipped_videos`` next to the metrics (summed over ranks), names in the log."""
+        skipped = self._skipped_videos.pop(stage, [])
+        self.log(f"{stage}/skipped_videos", float(len(skipped)), sync_dist=True, reduce_fx="sum")
+        if skipped:
+            log.warning(
+                "%s: %d unreadable video(s) left out; the metrics are over the videos scored. Left out: %s",
+                stage, len(skipped), ", ".join(skipped),
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        self._skipped_videos["val"] = []
+
+    def on_test_epoch_start(self) -> None:
+        self._skipped_videos["test"] = []
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._note_skipped("val", batch):
+            return
         scores = self._view_logits(batch["video"])
         y = batch["label"]
         self.val_metrics.update(scores, y)
@@ -334,17 +365,21 @@ class SemiSupervisedModule(L.LightningModule):
         self.log("val/loss", loss, batch_size=y.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
+        self._log_skipped("val")
         name = self._view_name("val")
         for k, v in self.val_metrics.compute().items():
             self.log(f"val/{k}_{name}", v, prog_bar=(k == "acc1"), sync_dist=False)
         self.val_metrics.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._note_skipped("test", batch):
+            return
         scores = self._view_logits(batch["video"])
         self.test_metrics.update(scores, batch["label"])
         self.test_confusion.update(scores, batch["label"])
 
     def on_test_epoch_end(self) -> None:
+        self._log_skipped("test")
         name = self._view_name("test")
         for k, v in self.test_metrics.compute().items():
             self.log(f"test/{k}_{name}", v, sync_dist=False)
@@ -372,9 +407,12 @@ class SemiSupervisedModule(L.LightningModule):
             log_figure(self.logger, tag, fig, self.global_step)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        skipped = list(batch.get("skipped") or [])
+        if batch["label"].shape[0] == 0:
+            return {"index": batch["index"], "probs": torch.empty(0, self.num_classes), "skipped": skipped}
         scores = self._view_logits(batch["video"])
         probs = scores if self.hparams.test_average == "prob" else scores.softmax(-1)
-        return {"index": batch["index"], "probs": probs}
+        return {"index": batch["index"], "probs": probs, "skipped": skipped}
 
     def _view_name(self, stage: str) -> str:
         """Metric suffix saying how many views were averaged: ``1view`` or ``{clips}x{crops}``."""
@@ -390,6 +428,17 @@ class SemiSupervisedModule(L.LightningModule):
         trained weights); methods with more networks (frozen teachers) extend it."""
         if self.hparams.get("init_backbone_from"):
             load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def configure_callbacks(self) -> list[L.Callback]:
+        """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
+        atomically, unless the trainer already has a :class:`~ssvar.checkpointing.ResumeCheckpoints`
+        (configure it there to change the interval)."""
+        from ssvar.checkpointing import ResumeCheckpoints
+
+        if self._trainer is not None and any(isinstance(c, ResumeCheckpoints) for c in self.trainer.callbacks):
+            return []
+        return [ResumeCheckpoints()]
 
     # -- class names, carried in checkpoints ------------------------------------------------
     def setup(self, stage: str) -> None:
