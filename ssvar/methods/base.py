@@ -350,7 +350,9 @@ class SemiSupervisedModule(L.LightningModule):
         """Confusion matrix and per-class accuracy as PNG next to the logs, and to the logger."""
         from ssvar.plots import log_figure, plot_confusion_matrix, plot_per_class_accuracy
 
-        out_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        from ssvar.callbacks import run_dir
+
+        out_dir = run_dir(self.trainer)  # the run's own versioned folder, whatever the logger
         os.makedirs(out_dir, exist_ok=True)
         figs = {
             f"test/confusion_matrix_{views}": plot_confusion_matrix(self.confusion_matrix, self.class_names),
@@ -377,17 +379,24 @@ class SemiSupervisedModule(L.LightningModule):
 
     # -- weights from a previous stage ------------------------------------------------------
     def load_initial_weights(self) -> None:
-        """Load the weights other runs produced (``init_backbone_from``). Called at
-        ``setup("fit")`` of the first fit of this module only (a second ``fit`` continues from the
-        trained weights); methods with more networks (frozen teachers) extend it."""
+        """Load the weights other runs produced (``init_backbone_from``). Called when the first
+        fit of this module starts (``on_fit_start``), unless a checkpoint was restored: a resumed
+        run, or a model loaded from a checkpoint, already holds every weight and never needs those
+        files again. Methods with more networks (frozen teachers) extend it."""
         if self.hparams.get("init_backbone_from"):
             load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
+
+    def on_fit_start(self) -> None:
+        # After any checkpoint restore (which happens between `setup` and here).
+        if getattr(self, "_initial_weights_pending", False):
+            self.load_initial_weights()
+            self._initial_weights_loaded = True
+            self._initial_weights_pending = False
 
     # -- class names, carried in checkpoints ------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage == "fit" and not getattr(self, "_initial_weights_loaded", False):
-            self.load_initial_weights()
-            self._initial_weights_loaded = True
+            self._initial_weights_pending = True  # loaded in on_fit_start unless a checkpoint is restored
         dm = getattr(self.trainer, "datamodule", None)
         names = getattr(dm, "classes", None)
         if names:
@@ -422,6 +431,8 @@ class SemiSupervisedModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint holds every weight: the initial weights files are not read again.
+        self._initial_weights_loaded, self._initial_weights_pending = True, False
         self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
         self.clip_settings = checkpoint.get("ssvar_clip_settings", self.clip_settings)
         self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)

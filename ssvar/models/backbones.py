@@ -26,16 +26,30 @@ class VideoBackbone(nn.Module):
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
 
-    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
+    def load_initial_checkpoint(self, path: str | None) -> None:
+        """The constructor's ``checkpoint``: loaded unless a trained model is being rebuilt
+        (:func:`restoring_trained_weights`)."""
+        if path and not _RESTORING.get():
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None) -> None:
         """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
         Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
-        sub-module's keys."""
-        if str(path).endswith(".safetensors"):  # timm / Hugging Face weight files
-            from safetensors.torch import load_file
+        sub-module's keys. Files are read with ``torch.load(weights_only=True)``; a file that
+        needs full unpickling is refused unless ``allow_pickle`` (or ``$SSVAR_ALLOW_PICKLE=1``)."""
+        from ssvar.serialization import CheckpointError, load_file
 
-            obj = load_file(str(path), device="cpu")
+        if str(path).endswith(".safetensors"):  # timm / Hugging Face weight files
+            try:
+                from safetensors.torch import load_file as load_safetensors
+            except ImportError:
+                raise ImportError("loading a .safetensors file needs the safetensors package: pip install safetensors") from None
+            try:
+                obj = load_safetensors(str(path), device="cpu")
+            except (OSError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"weights file {path} cannot be read: {e}") from None
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            obj = load_file(path, allow_pickle=allow_pickle, what="weights file")
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
         if prefix:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -87,8 +101,7 @@ class Tiny3D(VideoBackbone):
         )
         self.feature_dim = w[3]
         self.stage_dims = list(w)
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x).mean(dim=(2, 3, 4))
@@ -117,8 +130,7 @@ class R3D18(VideoBackbone):
         net.fc = nn.Identity()
         self.net = net
         self.stage_dims = [64, 128, 256, 512]
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def _remap(self, state: dict) -> dict:
         # Accept torchvision's own layout (keys without "net.") as well as ours; drop its fc.

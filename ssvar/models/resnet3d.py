@@ -55,8 +55,7 @@ class SlowOnlyR50(VideoBackbone):
         self.blocks = net.blocks
         self.stage_dims = [4 * stem, 8 * stem, 16 * stem, 32 * stem]
         self.feature_dim = 32 * stem
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def _remap(self, state: dict) -> dict:
         if isinstance(state.get("model_state"), dict):

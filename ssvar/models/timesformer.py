@@ -216,8 +216,7 @@ class TimeSformer(VideoBackbone):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
