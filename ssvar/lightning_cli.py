@@ -82,14 +82,16 @@ class SsvarCLI(LightningCLI):
         sub = self.config.get(self.subcommand) if self.subcommand else None
         return sub.get("ckpt_path") if sub is not None else None
 
-    def before_instantiate_classes(self) -> None:
-        if not self.subcommand:
-            return
-        ckpt = self._ckpt_path()
-        if ckpt is None and self.subcommand in ("validate", "test", "predict"):
-            raise CheckpointError("give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)")
-        if ckpt is not None and str(ckpt) not in _SPECIAL_CKPT:
-            check_checkpoint_path(ckpt)
+    def _parse_ckpt_path(self) -> None:
+        # Checked before LightningCLI reads the checkpoint's hyperparameters (its first load).
+        sub = self.config.get("subcommand")
+        if sub:
+            ckpt = self.config[sub].get("ckpt_path")
+            if ckpt is None and sub in ("validate", "test", "predict"):
+                raise CheckpointError("give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)")
+            if ckpt is not None and str(ckpt) not in _SPECIAL_CKPT:
+                check_checkpoint_path(ckpt)
+        super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
         # With a checkpoint to load, backbones skip their initial `checkpoint` weights file.

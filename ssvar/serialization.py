@@ -137,6 +137,15 @@ def _load_mmap(path, torch) -> Any:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    msg = next((ln.strip() for ln in text if ln.strip().startswith("Unsupported global")), text[0].strip() if text else "")
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+    """The informative part of an exception, on one line."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return f"it needs the Python object {m.group(1)}"
+    m = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    if m:
+        return m.group(1).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__

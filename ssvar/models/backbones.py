@@ -3,13 +3,36 @@
 A backbone is an ``nn.Module`` mapping a float clip ``[B, C, T, H, W]`` to pooled features
 ``[B, feature_dim]`` (``forward``). The classifier head lives in the method, so one backbone
 class serves every method. All backbones start from scratch (no hub weights are reachable);
-``checkpoint`` loads a user's own state-dict file.
+``checkpoint`` loads a user's own state-dict file (safely: ``torch.load(weights_only=True)``, see
+:mod:`ssvar.serialization`).
+
+The ``checkpoint`` given to a backbone's constructor is its *initial* weights: once a model has
+been trained, its own checkpoint holds every weight, so rebuilding it to test, predict or resume
+must not need that file again. Code that rebuilds a trained model does so inside
+:func:`restoring_trained_weights`, where backbones skip their initial ``checkpoint``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+
+_RESTORING = contextvars.ContextVar("ssvar_restoring_trained_weights", default=False)
+
+
+@contextlib.contextmanager
+def restoring_trained_weights() -> Iterator[None]:
+    """While active, backbones built with ``checkpoint=`` do not read that file (the trained
+    checkpoint loaded afterwards overwrites every weight anyway)."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
 
 
 class VideoBackbone(nn.Module):
