@@ -43,6 +43,7 @@ def quiet_warnings() -> None:
         r".*skip_none parameter was deprecated.*",  # jsonargparse, from LightningCLI's config saving
         r"LightningCLI's args parameter is intended.*",  # we pass the resolved argv ourselves
         r".*module\(s\) in eval mode at the start of training.*",  # frozen teachers are in eval on purpose
+        r"(?s).*was deprecated in v4\.\d+.*",  # jsonargparse deprecations triggered inside LightningCLI
     ):
         warnings.filterwarnings("ignore", message=message)
 

@@ -209,3 +209,43 @@ def test_predict_writes_predictions_csv(trained_from_initial_weights, capsys):
     top1 = [r for r in rows if r["rank"] == "1"]
     assert len(top1) == len(test) and all(r["class"] in cli.datamodule.classes for r in top1)
     assert all(0 <= float(r["prob"]) <= 1 for r in rows)
+
+
+# -- splits make: every argument checked before writing; atomic files ------------------------
+def _empty_tree(root: Path) -> Path:
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            (root / cls / f"{i}.mp4").write_bytes(b"")
+    return root
+
+
+def test_splits_make_checks_every_argument_before_writing(tmp_path, capsys):
+    root = _empty_tree(tmp_path / "v")
+    lab, test = tmp_path / "lab.txt", tmp_path / "test.txt"
+    rc = main(["splits", "make", "--root", str(root), "--per-class", "2", "--out", str(lab), "--test-out", str(test)])
+    assert rc != 0 and "--test-fraction" in capsys.readouterr().err
+    assert not lab.exists() and not test.exists()  # nothing written
+    rc = main(["splits", "make", "--root", str(root), "--per-class", "1", "--out", str(lab), "--test-out", str(lab), "--test-fraction", "0.5"])
+    assert rc != 0 and not lab.exists()
+
+
+def test_split_lists_are_written_atomically(tmp_path, monkeypatch):
+    from ssvar.data.splits import read_folder_tree, write_list
+
+    root = _empty_tree(tmp_path / "v")
+    ix = read_folder_tree(str(root))
+    out = tmp_path / "lab.txt"
+    out.write_text("previous\n")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_list(ix, out)
+    monkeypatch.undo()
+    assert out.read_text() == "previous\n"  # the old list is intact, never half a new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.txt", "v"]  # no temporary file left
+    write_list(ix, out)
+    assert len(out.read_text().splitlines()) == 8
