@@ -46,7 +46,10 @@ class Classifier(nn.Module):
 
 
 # Normalising in the module (not the data module) is deliberate: the module owns mean/std.
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
+# Counting skipped videos on the host (on_before_batch_transfer) is deliberate too.
+warnings.filterwarnings("ignore", message=".*overridden `on_(before|after)_batch_transfer` in `LightningModule`.*")
+# A deprecation inside Lightning's own pytree helper (torch >= 2.10): nothing for the user to do.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 # EMA teachers and frozen teachers are in eval mode on purpose.
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
