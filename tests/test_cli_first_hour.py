@@ -249,3 +249,25 @@ def test_split_lists_are_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.txt", "v"]  # no temporary file left
     write_list(ix, out)
     assert len(out.read_text().splitlines()) == 8
+
+
+# -- every run writes into its own versioned folder, whatever the logger ---------------------
+def test_wandb_runs_never_overwrite_each_others_files(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from test_loggers_plots import _fit
+
+    monkeypatch.chdir(tmp_path)
+    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+                 "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache")}.items():
+        monkeypatch.setenv(k, v)
+    folders = []
+    for _ in range(2):
+        cli = _fit(tmp_path, "--config", "trainer/wandb", "--config", "trainer/plots", "--test_after_fit", "false")
+        cli.trainer.logger.experiment.finish()
+        from ssvar.callbacks import run_dir
+
+        folders.append(tmp_path / run_dir(cli.trainer))
+    assert folders[0] != folders[1] and all(f.parent == tmp_path / "runs" / "ssvar" for f in folders)
+    for f in folders:
+        assert (f / "config.yaml").is_file() and (f / "pseudo_label_curves.png").is_file()
+    assert not list((tmp_path / "runs").glob("*.yaml")) and not list((tmp_path / "runs").glob("*.png"))
