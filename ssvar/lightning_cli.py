@@ -100,8 +100,29 @@ class SsvarCLI(LightningCLI):
         with restoring_trained_weights() if restoring else contextlib.nullcontext():
             super().instantiate_classes()
 
+    def _resolve_ckpt_path(self) -> None:
+        # `--ckpt_path last`: the newest last.ckpt under the run's root (each run has a new version
+        # folder); nothing to resume from is an error, never a silent fresh start.
+        from ssvar.checkpointing import resolve_ckpt_path
+
+        cfg = self.config_init[self.subcommand]
+        given = cfg.get("ckpt_path")
+        cfg["ckpt_path"] = resolve_ckpt_path(given, self.trainer)
+        if given == "last":  # the file found is checked like a named one
+            check_checkpoint_path(cfg["ckpt_path"])
+
+    def before_fit(self) -> None:
+        self._resolve_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._resolve_ckpt_path()
+
+    def before_test(self) -> None:
+        self._resolve_ckpt_path()
+
     # -- predict writes its results -------------------------------------------------------
     def before_predict(self) -> None:
+        self._resolve_ckpt_path()
         from ssvar.callbacks import PredictionWriter
 
         if not any(isinstance(c, PredictionWriter) for c in self.trainer.callbacks):

@@ -36,7 +36,40 @@ from ssvar.data.transforms import AugmentConfig
 
 
 # --------------------------------------------------------------------------- samplers
-class ResampledDistributedSampler(DistributedSampler):
+class _ResumableSampler(DistributedSampler):
+    """A training sampler whose epochs are pure functions of ``(seed, epoch)`` and that can start
+    an epoch part-way (``resume_at``), so a run resumed mid-epoch sees exactly the samples, in the
+    order, an uninterrupted run would have seen next.
+
+    It yields ``(index, sample_seed)`` pairs: :class:`~ssvar.data.dataset.VideoDataset` draws a
+    sample's augmentation from its own seed, so a sample looks the same whichever worker decodes
+    it, with any ``num_workers`` and after any resume (worker RNG streams do not survive a resume).
+    """
+
+    stream = 0  # separates the sample seeds of the labelled and unlabelled streams
+
+    def _order(self) -> list[int]:
+        """This epoch's indices over all replicas (``total_size`` of them)."""
+        raise NotImplementedError
+
+    def resume_at(self, epoch: int, skip: int) -> None:
+        """Start epoch ``epoch`` after its first ``skip`` samples (per replica)."""
+        self.set_epoch(epoch)
+        self._skip = (epoch, skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        g = torch.Generator()
+        g.manual_seed(hash((self.seed, self.epoch, self.stream)) & (2**63 - 1))
+        seeds = torch.randint(0, 2**62, (self.total_size,), generator=g).tolist()
+        mine = slice(self.rank, self.total_size, self.num_replicas)
+        pairs = list(zip(order[mine], seeds[mine]))
+        epoch, skip = getattr(self, "_skip", (None, 0))
+        self._skip = (None, 0)  # applies once, to the resumed epoch only
+        return iter(pairs[skip:] if epoch == self.epoch else pairs)
+
+
+class ResampledDistributedSampler(_ResumableSampler):
     """Draws ``num_samples`` indices per replica from a (small) dataset, cycling through fresh
     permutations, so every labelled video is seen equally often. Seeded by ``seed + epoch``;
     identical on every rank before sharding, so ranks see disjoint samples each step."""
@@ -46,16 +79,29 @@ class ResampledDistributedSampler(DistributedSampler):
         self.num_samples = num_samples
         self.total_size = num_samples * num_replicas
 
-    def __iter__(self) -> Iterator[int]:
+    def _order(self) -> list[int]:
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
         n = len(self.dataset)
         perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
-        order = torch.cat(perms)[: self.total_size]
-        return iter(order[self.rank : self.total_size : self.num_replicas].tolist())
+        return torch.cat(perms)[: self.total_size].tolist()
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ShuffledDistributedSampler(_ResumableSampler):
+    """``DistributedSampler(shuffle=True, drop_last=True)``'s order (the unlabelled pool), resumable."""
+
+    stream = 1
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+
+    def _order(self) -> list[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        return torch.randperm(len(self.dataset), generator=g)[: self.total_size].tolist()
 
 
 class EvalDistributedSampler(DistributedSampler):
@@ -72,6 +118,17 @@ class EvalDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class _TrainLoader(DataLoader):
+    """A training DataLoader that tells Lightning it resumes mid-epoch: its position is kept by
+    the data module's ``state_dict`` (epoch and batches done) and restored through its sampler."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- the base module
@@ -193,6 +250,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.seed = seed
         self.persistent_workers = persistent_workers
         self._splits: Splits | None = None
+        # Where a resumed fit continues: (epoch, batches of it already trained), from a checkpoint.
+        self._resume_position: tuple[int, int] | None = None
 
     # -- what subclasses provide ----------------------------------------------------------
     def build_splits(self) -> Splits:
@@ -277,22 +336,57 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, rank = self._world()
         sp = self.splits
         steps = self.steps_per_epoch()
-        loaders = {}
+        # A resumed fit continues its epoch where the checkpoint left it. The epoch is set here,
+        # not only by Lightning's `set_epoch`, because loader workers draw their first indices
+        # when the iterator is built, before Lightning sets the epoch.
+        epoch, done = self._resume_position or (self.trainer.current_epoch if self.trainer is not None else 0, 0)
+        self._resume_position = None
+        samplers: dict[str, _ResumableSampler] = {}
+        datasets = {}
         if views.get("labeled"):  # self-supervised pretraining needs no labelled loader
-            lab = self.dataset(sp.labeled, views["labeled"], train=True)
-            loaders["labeled"] = self._loader(
-                lab, self.batch_size, ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed), True
-            )
-        if not loaders and not views.get("unlabeled"):
+            datasets["labeled"] = lab = self.dataset(sp.labeled, views["labeled"], train=True)
+            samplers["labeled"] = ResampledDistributedSampler(lab, steps * self.batch_size, world, rank, self.seed)
+        if not samplers and not views.get("unlabeled"):
             raise ValueError("the method declares neither labelled nor unlabelled training views")
         if views.get("unlabeled"):
-            unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
-            bu = self.batch_size * self.mu
-            if len(unl) < world * bu:
-                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {bu})")
-            sampler = DistributedSampler(unl, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
-            loaders["unlabeled"] = self._loader(unl, bu, sampler, True)
+            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
+            if len(unl) < world * self.batch_size * self.mu:
+                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {self.batch_size * self.mu})")
+            samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
+        loaders = {}
+        for part, sampler in samplers.items():
+            bs = self.batch_size * (self.mu if part == "unlabeled" else 1)
+            sampler.resume_at(epoch, done * bs)
+            # Own generator: building the iterator never draws from the global RNG (the model's).
+            gen = torch.Generator().manual_seed(self.seed)
+            loaders[part] = _TrainLoader(
+                datasets[part],
+                batch_size=bs,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                drop_last=True,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                generator=gen,
+            )
         return CombinedLoader(loaders, mode="min_size")
+
+    # -- resume: the training samplers' position --------------------------------------------
+    def state_dict(self) -> dict:
+        """The training position (epoch, batches of it done), saved in every fit checkpoint."""
+        t = self.trainer
+        if t is None or t.state.fn != "fit" or not t.training and not t.validating:
+            return {}
+        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+        epoch = int(t.current_epoch)
+        if done >= t.num_training_batches:  # the epoch is complete: the next one starts afresh
+            epoch, done = epoch + 1, 0
+        return {"train_position": {"epoch": epoch, "batches": done}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pos = state_dict.get("train_position")
+        if pos is not None:
+            self._resume_position = (int(pos["epoch"]), int(pos["batches"]))
 
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
         world, rank = self._world()

@@ -217,7 +217,18 @@ class VideoDataset(Dataset):
         return plan
 
     # -- sample --------------------------------------------------------------------------
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Sample ``key``: an index, or ``(index, seed)`` from ssvar's training samplers: the
+        sample's random draws (clip position, crop, augmentation, replacement of a broken video)
+        then come from its own seed, the same in any worker and after a resume."""
+        if isinstance(key, tuple):
+            i, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(int(seed))
+                return self._sample(int(i))
+        return self._sample(key)
+
+    def _sample(self, i: int) -> dict:
         failures = 0
         tried: list[str] = []
         while True:

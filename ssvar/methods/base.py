@@ -296,7 +296,10 @@ class SemiSupervisedModule(L.LightningModule):
             if n_ck:
                 self.log(pre + "acc_confident", correct[ck].mean(), batch_size=n_ck)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Teachers move right after the step, before any callback's `on_train_batch_end`, so a
+        # checkpoint saved there (step-interval or on a signal) holds the moved teachers.
         self.update_teachers()
 
     def on_train_epoch_end(self) -> None:
@@ -395,6 +398,17 @@ class SemiSupervisedModule(L.LightningModule):
             self.load_initial_weights()
             self._initial_weights_loaded = True
             self._initial_weights_pending = False
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def configure_callbacks(self) -> list[L.Callback]:
+        """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
+        atomically, unless the trainer already has a :class:`~ssvar.checkpointing.ResumeCheckpoints`
+        (configure it there to change the interval)."""
+        from ssvar.checkpointing import ResumeCheckpoints
+
+        if self._trainer is not None and any(isinstance(c, ResumeCheckpoints) for c in self.trainer.callbacks):
+            return []
+        return [ResumeCheckpoints()]
 
     # -- class names, carried in checkpoints ------------------------------------------------
     def setup(self, stage: str) -> None:
