@@ -187,6 +187,8 @@ def test_trained_checkpoint_predicts_without_the_initial_weights_file(trained_fr
     video = str(Path(cli.datamodule.root) / cli.datamodule.splits.test.records[0].path)
     assert main(["predict-videos", "--ckpt", ckpt, video, "--format", "json"]) == 0
     assert '"prob"' in capsys.readouterr().out
+    again = type(cli.model).load_from_checkpoint(ckpt)  # from Python too
+    assert torch.equal(again.backbone.stages[0][0].weight, cli.model.backbone.stages[0][0].weight)
 
 
 def test_trained_checkpoint_tests_and_resumes_without_the_initial_weights_file(trained_from_initial_weights):

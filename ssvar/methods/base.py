@@ -400,6 +400,15 @@ class SemiSupervisedModule(L.LightningModule):
             self._initial_weights_pending = False
 
     # -- checkpoints ------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, without reading the backbone's initial weights
+        file (``checkpoint:``) again: the trained checkpoint holds every weight."""
+        from ssvar.models.backbones import restoring_trained_weights
+
+        with restoring_trained_weights():
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def configure_callbacks(self) -> list[L.Callback]:
         """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
         atomically, unless the trainer already has a :class:`~ssvar.checkpointing.ResumeCheckpoints`
