@@ -142,6 +142,8 @@ class FeatureTSNE(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         b = batch["label"].shape[0]
+        if b == 0:  # every video of the batch was unreadable: nothing was forwarded
+            return
         f = self._feats.pop()  # the batch's features, [B * V, D] for multi-view samples
         self._feats.append(f.view(b, -1, f.shape[-1]).mean(1).cpu())
         self._labels.append(batch["label"].cpu())

@@ -38,7 +38,11 @@ LAST_NAME = "last.ckpt"
 
 # A resume was asked for (``ckpt_path``) and there is no checkpoint to resume from: the same class
 # as every other unusable-checkpoint error (one line, exit status 2 from the CLI).
-from ssvar.serialization import CheckpointNotFoundError  # noqa: E402
+from ssvar.serialization import CheckpointError, CheckpointNotFoundError  # noqa: E402
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The checkpoint to resume from is not a complete checkpoint file."""
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -161,6 +165,8 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer | None = None, r
     if ckpt_path == "last":
         roots = roots if roots is not None else (run_root_dirs(trainer) if trainer is not None else [os.getcwd()])
         found = find_last_checkpoint(roots)
+        if found is not None:
+            check_checkpoint_file(found)
         if found is None:
             raise CheckpointNotFoundError(
                 f"ckpt_path='last': no last.ckpt under {', '.join(roots)}; there is nothing to resume from "
@@ -168,9 +174,21 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer | None = None, r
             )
         log.info("resuming from %s", found)
         return found
-    if _is_local(ckpt_path) and not os.path.isfile(str(ckpt_path)):
-        raise CheckpointNotFoundError(f"ckpt_path: checkpoint file not found: {ckpt_path}")
+    if _is_local(ckpt_path):
+        if not os.path.isfile(str(ckpt_path)):
+            raise CheckpointNotFoundError(f"ckpt_path: checkpoint file not found: {ckpt_path}")
+        check_checkpoint_file(str(ckpt_path))
     return ckpt_path
+
+
+def check_checkpoint_file(path: str) -> None:
+    """Fail with :class:`CorruptCheckpointError` when ``path`` is not a complete ``torch.save``
+    archive (a zip whose directory, written last, is intact): a cut-short copy, not a checkpoint."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        size = os.path.getsize(path)
+        raise CorruptCheckpointError(f"{path} is not a complete checkpoint ({size} bytes; truncated or not a torch.save file)")
 
 
 # --------------------------------------------------------------------------- loop state
@@ -330,6 +348,8 @@ class ResumeCheckpoints(L.Callback):
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointNotFoundError",
+    "CorruptCheckpointError",
+    "check_checkpoint_file",
     "ResumeCheckpoints",
     "atomic_torch_save",
     "find_last_checkpoint",

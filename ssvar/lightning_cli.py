@@ -172,9 +172,11 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    from ssvar.data.index import SplitError
+
     try:
         run_cli(argv)
-    except CheckpointError as e:
-        print(f"ssvar {argv[0]}: {e}", file=sys.stderr)
+    except (CheckpointError, SplitError) as e:  # a bad checkpoint or split list: one line, exit 2
+        print(f"ssvar {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     return 0

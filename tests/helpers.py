@@ -73,6 +73,7 @@ def write_video(
     vfr_pts: Sequence[int] | None = None,
     gop: int | None = None,
     content: str | Callable[[int, int, int], np.ndarray] = "index",
+    faststart: bool = False,
 ) -> str:
     """Write a real video with PyAV and return its path.
 
@@ -88,6 +89,7 @@ def write_video(
         content: ``"index"`` (uniform colour encoding the frame index, see
             :func:`decoded_index`), ``"hgradient"`` (a horizontal ramp) or ``callable(i, h, w)``
             returning a uint8 ``[h, w, 3]`` image.
+        faststart: MP4 with its index (moov) at the front (``movflags=faststart``), as web videos.
     """
     path = os.fspath(path)
     if vfr_pts is not None:
@@ -95,7 +97,7 @@ def write_video(
             raise ValueError(f"vfr_pts has {len(vfr_pts)} times for {num_frames} frames")
         if any(b <= a for a, b in zip(vfr_pts, vfr_pts[1:])):
             raise ValueError("vfr_pts must be strictly increasing")
-    with av.open(path, mode="w") as container:
+    with av.open(path, mode="w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec == "libx264":

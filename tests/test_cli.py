@@ -23,12 +23,23 @@ _DATA_OVERRIDES = {
     "UCF101DataModule": lambda: ["--data.init_args.splits_dir", str(SPLITS / "ucf101")],
     "HMDB51DataModule": lambda: ["--data.init_args.splits_dir", str(SPLITS / "hmdb51" / "testTrainMulti_7030_splits_reconstructed")],
     "Kinetics400DataModule": lambda: [
-        "--data.init_args.train_list", str(SPLITS / "kinetics400" / "val" / "kinetics400_val_list_videos.txt"),
-        "--data.init_args.val_list", str(SPLITS / "kinetics400" / "val" / "kinetics400_val_list_videos.txt"),
+        "--data.init_args.train_list", _k400_half(0),
+        "--data.init_args.val_list", _k400_half(1),
         "--data.init_args.labeled_list", "null",
         "--data.init_args.labeled_per_class", "1",
     ],
 }
+
+
+def _k400_half(part: int) -> str:
+    """Alternate lines of the real K400 validation list: disjoint train and validation stand-ins
+    (the same list as both would put every labelled video in the test set, an error at setup)."""
+    import tempfile
+
+    lines = (SPLITS / "kinetics400" / "val" / "kinetics400_val_list_videos.txt").read_text().splitlines()
+    out = Path(tempfile.mkdtemp()) / f"k400_half{part}.txt"
+    out.write_text("\n".join(lines[part::2]) + "\n")
+    return str(out)
 
 
 def _published_list_override(text: str) -> list[str]:

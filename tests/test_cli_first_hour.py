@@ -140,7 +140,7 @@ def test_bad_ckpt_path_is_one_line_exit_2(tmp_path, capsys, sub, case):
     rc = main([sub, "--config", "demo", *_tiny_synth_args(tmp_path), "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", ckpt])
     assert rc == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(err) == 1 and ckpt in err[0] and err[0].startswith(f"ssvar {sub}: "), err
+    assert len(err) == 1 and ckpt in err[0] and err[0].startswith(f"ssvar {sub}: error: "), err
 
 
 def test_test_without_a_checkpoint_is_one_line_exit_2(tmp_path, capsys):

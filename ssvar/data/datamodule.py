@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ssvar.data import splits as S
-from ssvar.data.dataset import VideoDataset, ViewSpec
+from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
 from ssvar.data.sampling import ShortPolicy
 from ssvar.data.transforms import AugmentConfig
@@ -182,6 +182,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
         seed: seed of the labelled resampler and of generated splits.
         persistent_workers: keep workers between epochs.
+        allow_duplicates: accept a video listed twice in one split list (a warning instead of
+            the default error naming both list lines).
+        allow_empty_classes: accept classes without a labelled video (a warning instead of the
+            default error). A labelled video also in the test list is always an error.
     """
 
     def __init__(
@@ -211,6 +215,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: ShortPolicy = "shrink_stride",
         seed: int = 0,
         persistent_workers: bool = True,
+        allow_duplicates: bool = False,
+        allow_empty_classes: bool = False,
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
@@ -249,6 +255,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.short_policy = short_policy
         self.seed = seed
         self.persistent_workers = persistent_workers
+        self.allow_duplicates = allow_duplicates
+        self.allow_empty_classes = allow_empty_classes
         self._splits: Splits | None = None
         # Where a resumed fit continues: (epoch, batches of it already trained), from a checkpoint.
         self._resume_position: tuple[int, int] | None = None
@@ -267,12 +275,46 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def splits(self) -> Splits:
         if self._splits is None:
             sp = self.build_splits()
-            if not self.labeled_in_unlabeled:
-                sp.unlabeled = sp.unlabeled.without(sp.labeled)
             if len(sp.labeled) == 0:
                 raise SplitError("the labelled set is empty")
+            self._check_splits(sp)
+            if not self.labeled_in_unlabeled:
+                sp.unlabeled = sp.unlabeled.without(sp.labeled)
             self._splits = sp
         return self._splits
+
+    def _check_splits(self, sp: Splits) -> None:
+        """The checks of ``ssvar splits verify``, run whenever the splits are built (``setup``):
+        a labelled video in the test list is always an error; repeated entries and classes
+        without a labelled video are errors unless ``allow_duplicates`` / ``allow_empty_classes``;
+        an unlabelled video in the test list is a warning (transductive setups do it on purpose)."""
+        errors: list[str] = []
+        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled), ("test", sp.test), ("validation", sp.val)):
+            if ix is sp.test and name == "validation":
+                continue
+            dups = _duplicates(ix)
+            if dups and not self.allow_duplicates:
+                errors.append(f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}")
+            elif dups:
+                warnings.warn(f"{len(dups)} repeated {name} video(s): {S._examples(dups)}", stacklevel=3)
+        counts = [0] * len(sp.labeled.classes)
+        for r in sp.labeled:
+            if 0 <= r.label < len(counts):
+                counts[r.label] += 1
+        empty = [f"{i} {c}" for i, (c, n) in enumerate(zip(sp.labeled.classes, counts)) if n == 0]
+        if empty and not self.allow_empty_classes:
+            errors.append(f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}")
+        elif empty:
+            warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
+        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled)):
+            test_keys = {path_key(r.path) for r in sp.test}
+            both = [_where(r) for r in ix if path_key(r.path) in test_keys]
+            if both and name == "labelled":
+                errors.append(f"{len(both)} labelled video(s) also in the test list: {S._examples(both)}")
+            elif both:
+                warnings.warn(f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3)
+        if errors:
+            raise SplitError("; ".join(errors))
 
     @property
     def classes(self) -> list[str]:
@@ -294,7 +336,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
 
-    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True) -> VideoDataset:
+    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True, skip_broken: bool = False) -> VideoDataset:
         return VideoDataset(
             self.root,
             index,
@@ -308,6 +350,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             decoder=self.decoder,
             max_retries=self.max_retries,
             short_policy=self.short_policy,
+            skip_broken=skip_broken,
         )
 
     def _world(self) -> tuple[int, int]:
@@ -319,11 +362,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,
             sampler=sampler,
+            collate_fn=collate_fn,
             num_workers=self.num_workers,
             drop_last=drop_last,
             pin_memory=torch.cuda.is_available(),
@@ -339,7 +383,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         # A resumed fit continues its epoch where the checkpoint left it. The epoch is set here,
         # not only by Lightning's `set_epoch`, because loader workers draw their first indices
         # when the iterator is built, before Lightning sets the epoch.
-        epoch, done = self._resume_position or (self.trainer.current_epoch if self.trainer is not None else 0, 0)
+        epoch, done = self._resume_position or (getattr(self.trainer, "current_epoch", 0), 0)
         self._resume_position = None
         samplers: dict[str, _ResumableSampler] = {}
         datasets = {}
@@ -349,9 +393,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         if not samplers and not views.get("unlabeled"):
             raise ValueError("the method declares neither labelled nor unlabelled training views")
         if views.get("unlabeled"):
-            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
-            if len(unl) < world * self.batch_size * self.mu:
-                raise ValueError(f"the unlabelled pool has {len(unl)} videos, fewer than one batch ({world} x {self.batch_size * self.mu})")
+            if len(sp.unlabeled) < world * self.batch_size * self.mu:
+                raise SplitError(
+                    f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
+                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
+                )
+            datasets["unlabeled"] = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
         loaders = {}
         for part, sampler in samplers.items():
@@ -390,11 +437,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
 
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
         world, rank = self._world()
-        ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False)
+        # Evaluation never substitutes a broken video: it is left out, counted and named.
+        ds = self.dataset(index, {"video": ViewSpec("test", clips=clips, crops=crops)}, train=False, skip_broken=True)
         # Its own generator: evaluation never draws from the global RNG, so validating (or not)
         # leaves the training stream untouched and resuming stays exact.
         gen = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen)
+        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping)
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
@@ -421,7 +469,9 @@ def _labeled_from(
     if given != 1:
         raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
     if labeled_list is None:
-        return S.make_labeled_split(train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test)
+        return S.make_labeled_split(
+            train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test, too_few="error"
+        )
     listed = S.read_list(labeled_list, classes=train.classes)
     by_key = {path_key(r.path): r for r in train.records}
     records: list[VideoRecord] = []
@@ -626,6 +676,23 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 
+def _where(r: VideoRecord) -> str:
+    return r.origin or r.path
+
+
+def _duplicates(ix: VideoIndex) -> list[str]:
+    """``"file:line repeats file:line"`` for every entry whose video is listed earlier too."""
+    seen: dict[str, VideoRecord] = {}
+    out = []
+    for r in ix:
+        k = path_key(r.path)
+        if k in seen:
+            out.append(f"{_where(r)} repeats {_where(seen[k])}")
+        else:
+            seen[k] = r
+    return out
+
+
 def _has_csv_header(path: str) -> bool:
     with open(path, encoding="utf-8") as f:
         return f.readline().lower().startswith("label,")
@@ -729,5 +796,5 @@ class SyntheticActionsDataModule(SemiSupervisedDataModule):
     def build_splits(self) -> Splits:
         index = self._generate()
         train, test = S.make_group_split(index, self.test_fraction, seed=self.split_seed)
-        labeled = S.make_labeled_split(train, per_class=self.labeled_per_class, seed=self.seed)
+        labeled = S.make_labeled_split(train, per_class=self.labeled_per_class, seed=self.seed, too_few="error")
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)

@@ -132,6 +132,10 @@ class VideoDataset(Dataset):
         decoder: ``"pyav"`` or ``"torchcodec"``.
         max_retries: broken videos skipped (replaced by random others) before giving up.
         short_policy: what a clip does in a video shorter than its span (see :mod:`sampling`).
+        skip_broken: never substitute: a broken video gives a marker sample
+            (``{"index", "skipped", "reason"}``) that :func:`collate_skipping` leaves out of the
+            batch and lists in ``batch["skipped"]``. Evaluation uses it (a substituted video would
+            be scored twice and the broken one never); training replaces broken videos.
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class VideoDataset(Dataset):
         decoder: str = "pyav",
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
+        skip_broken: bool = False,
     ):
         if not views:
             raise ValueError("a dataset needs at least one view")
@@ -173,6 +178,7 @@ class VideoDataset(Dataset):
         self._bad: set[int] = set()  # indices found unreadable (per worker process)
         self.max_retries = max_retries
         self.short_policy = short_policy
+        self.skip_broken = skip_broken
         self._weak = weak_transform(augment)
         self._strong = strong_transform(augment)
 
@@ -229,6 +235,12 @@ class VideoDataset(Dataset):
         return self._sample(key)
 
     def _sample(self, i: int) -> dict:
+        if self.skip_broken:
+            try:
+                return self._load(i)
+            except VideoDecodeError as e:
+                log.warning("leaving out unreadable video (not substituted): %s", e)
+                return {"index": i, "skipped": e.path, "reason": e.reason}
         failures = 0
         tried: list[str] = []
         while True:
@@ -336,6 +348,21 @@ class _TorchRNG:
         return lo + (hi - lo) * float(torch.rand(()))
 
 
+def collate_skipping(samples: list[dict]) -> dict:
+    """Collate evaluation samples, leaving out the videos that could not be decoded: they are
+    listed by path in ``batch["skipped"]`` (the batch may hold no video at all)."""
+    from torch.utils.data import default_collate
+
+    good = [s for s in samples if "skipped" not in s]
+    if good:
+        batch = default_collate(good)
+    else:
+        empty = torch.empty(0, dtype=torch.long)
+        batch = {"video": torch.empty(0, dtype=torch.uint8), "label": empty, "index": empty.clone()}
+    batch["skipped"] = [s["skipped"] for s in samples if "skipped" in s]
+    return batch
+
+
 def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     """A shallow copy of ``ds`` that returns samples as unlabelled."""
     new = object.__new__(VideoDataset)
@@ -344,4 +371,4 @@ def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     return new
 
 
-__all__ = ["ViewSpec", "VideoDataset", "with_labels_hidden"]
+__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "with_labels_hidden"]

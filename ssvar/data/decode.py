@@ -139,8 +139,12 @@ class PyAVDecoder:
             return torch.from_numpy(np.stack(frames)), wanted, info
         except VideoDecodeError:
             raise
-        except ValueError:
-            raise
+        except ValueError as e:
+            # PyAV's errors (InvalidDataError: a truncated faststart MP4) are ValueErrors too;
+            # only a bad frame plan is the caller's error.
+            if not isinstance(e, _av_error()):
+                raise
+            raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from None
         except Exception as e:  # corrupt packets, truncated files
             raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from None
         finally:
@@ -209,6 +213,12 @@ def _to_rgb(frame, width: int, height: int) -> np.ndarray:
     if frame.width == width and frame.height == height:
         return frame.to_ndarray(format="rgb24")
     return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+
+def _av_error() -> type:
+    import av
+
+    return av.error.FFmpegError
 
 
 def decoder_from_name(name: str, threads: int = 1) -> Decoder:

@@ -188,11 +188,28 @@ def read_folder_tree(
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel = Path(dirpath).relative_to(root).as_posix()
             files += [f"{rel}/{n}" for n in filenames if not n.startswith(".") and os.path.splitext(n)[1].lower() in exts]
+    _check_same_stem(root, sorted(files))
     records = [
         VideoRecord(rel, label_of[rel.split("/", 1)[0]], groups.get(path_key(rel)), os.fspath(root / rel))
         for rel in sorted(files)
     ]
     return VideoIndex(records, list(classes))
+
+
+def _check_same_stem(root: PathLike, files: list[str]) -> None:
+    """Two files that differ only in their video extension (``x.mp4`` and ``x.avi``) are one video
+    to every list format (lists match videos without extension): refuse to guess which one."""
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for rel in files:
+        by_key[path_key(rel)].append(rel)
+    clashes = [v for v in by_key.values() if len(v) > 1]
+    if clashes:
+        per_class = Counter(v[0].split("/", 1)[0] for v in clashes)
+        where = ", ".join(f"{c} ({n})" for c, n in sorted(per_class.items()))
+        raise SplitError(
+            f"{root}: {len(clashes)} video(s) stored twice under one name with different extensions, "
+            f"per class: {where}; e.g. {' and '.join(clashes[0])}. Keep one file per video."
+        )
 
 
 def read_ucf101_classind(path: PathLike) -> list[str]:
@@ -425,6 +442,7 @@ def make_labeled_split(
     percent: float | None = None,
     seed: int = 0,
     group_disjoint_test: VideoIndex | None = None,
+    too_few: Literal["warn", "error"] = "warn",
 ) -> VideoIndex:
     """Draw a class-balanced labelled subset of ``index``: ``per_class`` videos of every class,
     or ``percent`` % of each class (rounded half up, at least 1).
@@ -435,6 +453,8 @@ def make_labeled_split(
     state is never touched. A class with fewer videos than asked gives all it has (with a
     warning). With ``group_disjoint_test``, videos that are in that test index or share a group
     with it are never drawn. Records keep the order of ``index``; videos with label -1 are skipped.
+    ``too_few="error"``: a class with fewer videos than asked is a :class:`SplitError` naming the
+    classes and their counts (the data modules use it).
     """
     if (per_class is None) == (percent is None):
         raise ValueError("give exactly one of per_class and percent")
@@ -464,6 +484,11 @@ def make_labeled_split(
             short.append(f"{name} ({n} < {want})")
         order = np.random.default_rng([seed, label]).permutation(n)
         chosen += [members[j] for j in order[:want]]
+    if short and too_few == "error":
+        raise SplitError(
+            f"{len(short)} class(es) have fewer training videos than the labelled videos asked for "
+            f"(class (videos < asked)): {_examples(short)}; ask for fewer labelled videos per class"
+        )
     if short:
         warnings.warn(f"classes with fewer videos than asked, all taken: {_examples(short)}", stacklevel=2)
     return index.subset(chosen)

@@ -11,6 +11,7 @@ A method overrides :meth:`views` (what it needs from each sample) and
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -31,6 +32,8 @@ from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.weights import load_weights
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
+
+log = logging.getLogger(__name__)
 
 
 class Classifier(nn.Module):
@@ -126,6 +129,7 @@ class SemiSupervisedModule(L.LightningModule):
         # `ssvar predict` decodes new videos the same way; empty until a data module is attached.
         self.clip_settings: dict[str, int] = {}
         self.decode_failures = 0
+        self._skipped_videos: dict[str, list[str]] = {}  # evaluation videos left out, per stage
         self._pseudo_labels: PseudoLabels | None = None
         self._extra_pseudo_labels: dict[str, PseudoLabels] = {}
         # Confident pseudo-labels per class over the current epoch (monitoring only).
@@ -324,7 +328,31 @@ class SemiSupervisedModule(L.LightningModule):
             out = out.softmax(-1)
         return out.mean(1)
 
+    def _note_skipped(self, stage: str, batch: dict) -> bool:
+        """Record the videos an evaluation batch left out (undecodable; never substituted).
+        Returns whether the batch still holds a video to score."""
+        self._skipped_videos.setdefault(stage, []).extend(batch.get("skipped") or [])
+        return batch["label"].shape[0] > 0
+
+    def _log_skipped(self, stage: str) -> None:
+        """``<stage>/skipped_videos`` next to the metrics (summed over ranks), names in the log."""
+        skipped = self._skipped_videos.pop(stage, [])
+        self.log(f"{stage}/skipped_videos", float(len(skipped)), sync_dist=True, reduce_fx="sum")
+        if skipped:
+            log.warning(
+                "%s: %d unreadable video(s) left out; the metrics are over the videos scored. Left out: %s",
+                stage, len(skipped), ", ".join(skipped),
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        self._skipped_videos["val"] = []
+
+    def on_test_epoch_start(self) -> None:
+        self._skipped_videos["test"] = []
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._note_skipped("val", batch):
+            return
         scores = self._view_logits(batch["video"])
         y = batch["label"]
         self.val_metrics.update(scores, y)
@@ -332,17 +360,21 @@ class SemiSupervisedModule(L.LightningModule):
         self.log("val/loss", loss, batch_size=y.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
+        self._log_skipped("val")
         name = self._view_name("val")
         for k, v in self.val_metrics.compute().items():
             self.log(f"val/{k}_{name}", v, prog_bar=(k == "acc1"), sync_dist=False)
         self.val_metrics.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._note_skipped("test", batch):
+            return
         scores = self._view_logits(batch["video"])
         self.test_metrics.update(scores, batch["label"])
         self.test_confusion.update(scores, batch["label"])
 
     def on_test_epoch_end(self) -> None:
+        self._log_skipped("test")
         name = self._view_name("test")
         for k, v in self.test_metrics.compute().items():
             self.log(f"test/{k}_{name}", v, sync_dist=False)
@@ -372,9 +404,12 @@ class SemiSupervisedModule(L.LightningModule):
             log_figure(self.logger, tag, fig, self.global_step)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        skipped = list(batch.get("skipped") or [])
+        if batch["label"].shape[0] == 0:
+            return {"index": batch["index"], "probs": torch.empty(0, self.num_classes), "skipped": skipped}
         scores = self._view_logits(batch["video"])
         probs = scores if self.hparams.test_average == "prob" else scores.softmax(-1)
-        return {"index": batch["index"], "probs": probs}
+        return {"index": batch["index"], "probs": probs, "skipped": skipped}
 
     def _view_name(self, stage: str) -> str:
         """Metric suffix saying how many views were averaged: ``1view`` or ``{clips}x{crops}``."""

@@ -26,12 +26,16 @@ def synth_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp("synth"))
 
 
+def _indices(sampler) -> list[int]:
+    return [i for i, _seed in sampler]  # training samplers yield (index, sample seed)
+
+
 def test_resampler_ranks_are_disjoint_and_balanced():
     data = list(range(5))  # a tiny labelled set
     per_rank = 12
-    shards = [list(ResampledDistributedSampler(data, per_rank, num_replicas=2, rank=r, seed=3)) for r in (0, 1)]
+    shards = [_indices(ResampledDistributedSampler(data, per_rank, num_replicas=2, rank=r, seed=3)) for r in (0, 1)]
     assert all(len(s) == per_rank for s in shards)
-    single = list(ResampledDistributedSampler(data, 2 * per_rank, num_replicas=1, rank=0, seed=3))
+    single = _indices(ResampledDistributedSampler(data, 2 * per_rank, num_replicas=1, rank=0, seed=3))
     # Interleaving the two ranks' shards gives the single-process order: ranks see disjoint
     # positions of one global order.
     merged = [shards[i % 2][i // 2] for i in range(2 * per_rank)]
@@ -166,7 +170,12 @@ def test_ucf101_published_labeled_list():
         labeled_list=str(ucf / "semisup" / "video-data-aug" / "ucf101_train_5_percent_labeled_split_1_rawframes.txt"),
         check_files=False,
     )
-    sp = dm.splits
+    # The published 5 % list has no CliffDiving video: an error at setup unless accepted.
+    with pytest.raises(SplitError, match="no labelled video.*CliffDiving"):
+        dm.splits
+    dm.allow_empty_classes = True
+    with pytest.warns(UserWarning, match="CliffDiving"):
+        sp = dm.splits
     assert dm.num_classes == 101
     assert len(sp.labeled) == 476 and len(sp.test) == 3783
     assert len(sp.unlabeled) == 9537 - 476
