@@ -398,7 +398,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                     f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
                     f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
                 )
-            datasets["unlabeled"] = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
+            datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
         loaders = {}
         for part, sampler in samplers.items():
