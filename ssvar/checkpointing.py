@@ -283,6 +283,13 @@ class ResumeCheckpoints(L.Callback):
         path = self._target(trainer)
         if path is None:
             return None
+        from ssvar.methods.base import SemiSupervisedModule
+
+        module = trainer.lightning_module
+        if trainer.training and isinstance(module, SemiSupervisedModule):
+            # Callbacks' on_train_batch_end runs before the module's, where the teachers follow
+            # this step: move them now (idempotent per step), so the checkpoint holds them.
+            module.update_teachers()
         trainer.save_checkpoint(path)
         self.last_path = path
         # ModelCheckpoint remembers its own last path (used by `ckpt_path="last"` in-process).

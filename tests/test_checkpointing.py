@@ -175,7 +175,7 @@ def test_resolve_last_picks_the_newest_last_ckpt_under_the_root(tmp_path):
     new = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
     for i, p in enumerate((old, new)):
         p.parent.mkdir(parents=True)
-        p.write_bytes(b"x")
+        atomic_torch_save({"i": i}, str(p))
         os.utime(p, (1000 + i, 1000 + i))
     (tmp_path / "lightning_logs" / "version_2").mkdir()  # the new run's empty folder
     assert resolve_ckpt_path("last", roots=[str(tmp_path)]) == str(new)
@@ -184,6 +184,19 @@ def test_resolve_last_picks_the_newest_last_ckpt_under_the_root(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="not found"):
         resolve_ckpt_path(str(tmp_path / "missing.ckpt"))
     assert resolve_ckpt_path(None) is None
+    # A truncated checkpoint (a copy cut short) is named, not loaded into a traceback.
+    from ssvar.checkpointing import CorruptCheckpointError
+
+    good = tmp_path / "good.ckpt"
+    atomic_torch_save({"w": torch.ones(10_000)}, str(good))
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert resolve_ckpt_path(str(good)) == str(good)
+    with pytest.raises(CorruptCheckpointError, match="not a complete checkpoint"):
+        resolve_ckpt_path(str(cut))
+    os.replace(cut, new)  # the newest last.ckpt is the cut one
+    with pytest.raises(CorruptCheckpointError):
+        resolve_ckpt_path("last", roots=[str(tmp_path)])
 
 
 def _cli_args(root, synth):

@@ -277,22 +277,26 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             sp = self.build_splits()
             if len(sp.labeled) == 0:
                 raise SplitError("the labelled set is empty")
-            self._check_splits(sp)
+            unlabeled_keys = self._check_splits(sp)
             if not self.labeled_in_unlabeled:
-                sp.unlabeled = sp.unlabeled.without(sp.labeled)
+                drop = {path_key(r.path) for r in sp.labeled}
+                kept = [r for r, k in zip(sp.unlabeled.records, unlabeled_keys) if k not in drop]
+                sp.unlabeled = VideoIndex(kept, list(sp.unlabeled.classes))
             self._splits = sp
         return self._splits
 
-    def _check_splits(self, sp: Splits) -> None:
+    def _check_splits(self, sp: Splits) -> list[str]:
         """The checks of ``ssvar splits verify``, run whenever the splits are built (``setup``):
         a labelled video in the test list is always an error; repeated entries and classes
         without a labelled video are errors unless ``allow_duplicates`` / ``allow_empty_classes``;
         an unlabelled video in the test list is a warning (transductive setups do it on purpose)."""
         errors: list[str] = []
+        keys = {}  # every list's path keys, computed once (600,000 entries at Kinetics scale)
         for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled), ("test", sp.test), ("validation", sp.val)):
             if ix is sp.test and name == "validation":
                 continue
-            dups = _duplicates(ix)
+            keys[name] = [path_key(r.path) for r in ix]
+            dups = _duplicates(ix, keys[name])
             if dups and not self.allow_duplicates:
                 errors.append(f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}")
             elif dups:
@@ -306,15 +310,16 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             errors.append(f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}")
         elif empty:
             warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
+        test_keys = set(keys["test"])
         for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled)):
-            test_keys = {path_key(r.path) for r in sp.test}
-            both = [_where(r) for r in ix if path_key(r.path) in test_keys]
+            both = [_where(r) for r, k in zip(ix, keys[name]) if k in test_keys]
             if both and name == "labelled":
                 errors.append(f"{len(both)} labelled video(s) also in the test list: {S._examples(both)}")
             elif both:
                 warnings.warn(f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3)
         if errors:
             raise SplitError("; ".join(errors))
+        return keys["unlabelled"]
 
     @property
     def classes(self) -> list[str]:
@@ -432,7 +437,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict) -> None:
         pos = state_dict.get("train_position")
-        if pos is not None:
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        if pos is not None and fitting:  # validate/test from a checkpoint do not move training
             self._resume_position = (int(pos["epoch"]), int(pos["batches"]))
 
     def _eval_loader(self, index: VideoIndex, clips: int, crops: int) -> DataLoader:
@@ -680,12 +686,13 @@ def _where(r: VideoRecord) -> str:
     return r.origin or r.path
 
 
-def _duplicates(ix: VideoIndex) -> list[str]:
+def _duplicates(ix: VideoIndex, keys: list[str]) -> list[str]:
     """``"file:line repeats file:line"`` for every entry whose video is listed earlier too."""
     seen: dict[str, VideoRecord] = {}
     out = []
-    for r in ix:
-        k = path_key(r.path)
+    if len(set(keys)) == len(keys):
+        return out
+    for r, k in zip(ix, keys):
         if k in seen:
             out.append(f"{_where(r)} repeats {_where(seen[k])}")
         else:

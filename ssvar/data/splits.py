@@ -81,6 +81,8 @@ def _int(text: str, what: str, where: str) -> int:
 
 
 def _norm(path: str) -> str:
+    if "\\" not in path and not path.startswith("./"):  # the common case, for every list line
+        return path
     p = path.replace("\\", "/")
     while p.startswith("./"):
         p = p[2:]
@@ -321,8 +323,9 @@ def read_list(
         extension = "." + extension
     prefix = _norm(path_prefix).rstrip("/") + "/" if path_prefix else None
     raw: list[tuple[str, int | None, str]] = []
+    origin = _origin(path, 0)[:-1]  # "file:" once; + line number per line
     for lineno, text in _lines(path):
-        where = _origin(path, lineno)
+        where = origin + str(lineno)
         fields = text.split()
         if len(fields) > 3:
             raise SplitError(f"{where}: expected 'path [num_frames] label', got {len(fields)} fields: {text!r}")

@@ -186,7 +186,7 @@ class SemiSupervisedModule(L.LightningModule):
 
     def update_teachers(self) -> None:
         """After a real optimiser step: move EMA teachers. Default: ``self.teacher`` follows
-        backbone + head."""
+        backbone + head. Must be idempotent for one ``global_step`` (it may be called twice)."""
         teacher = getattr(self, "teacher", None)
         if isinstance(teacher, EMATeacher):
             teacher.update(self.classifier(), self.trainer.global_step, self._total_steps())
@@ -300,10 +300,10 @@ class SemiSupervisedModule(L.LightningModule):
             if n_ck:
                 self.log(pre + "acc_confident", correct[ck].mean(), batch_size=n_ck)
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # Teachers move right after the step, before any callback's `on_train_batch_end`, so a
-        # checkpoint saved there (step-interval or on a signal) holds the moved teachers.
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Idempotent per optimiser step: ResumeCheckpoints calls it before a mid-epoch save (the
+        # callbacks' `on_train_batch_end` runs before this one), so the checkpoint holds the moved
+        # teachers and this call is then a no-op.
         self.update_teachers()
 
     def on_train_epoch_end(self) -> None:

@@ -31,7 +31,8 @@ def test_fit_test_and_checkpoint_round_trip(tmp_path, synth_root):
     assert trainer.global_step == 4
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     res = trainer.test(model, datamodule=dm, verbose=False)[0]
-    assert set(res) == {"test/acc1_2x1", "test/mean_class_acc_2x1"}  # names say clips x crops
+    assert set(res) == {"test/acc1_2x1", "test/mean_class_acc_2x1", "test/skipped_videos"}  # names say clips x crops
+    assert res["test/skipped_videos"] == 0
     assert 0.0 <= res["test/acc1_2x1"] <= 1.0
     assert model.confusion_matrix.shape == (4, 4) and model.confusion_matrix.sum() > 0
 
