@@ -24,7 +24,8 @@ interleaved within a repeat); figures are medians over ``--repeats``.
     python benchmarks/data_throughput.py --write         # also update benchmarks/RESULTS.md
 
 It is a benchmark, not a test: it always exits 0 and prints whether the targets are met
-(ssvar >= 2x pytorchvideo and >= 0.8x the decode bound).
+(ssvar >= 2x pytorchvideo and >= 0.8x the decode bound). ssvar does not depend on pytorchvideo:
+install it for the comparison (``pip install pytorchvideo==0.1.5``).
 """
 
 from __future__ import annotations

@@ -181,11 +181,11 @@ for name in ("pseudo_label_curves.png", "test_tsne.png"):
 # %% [markdown]
 # ## 6. Predict a folder
 #
-# `ssvar predict` takes files and folders; the checkpoint carries the method, backbone, class names
+# `ssvar predict-videos` takes files and folders; the checkpoint carries the method, backbone, class names
 # and clip settings, so nothing else is needed:
-# `ssvar predict --ckpt CKPT my_videos/fight --top-k 2 --format table` (or `--format json`).
+# `ssvar predict-videos --ckpt CKPT my_videos/fight --top-k 2 --format table` (or `--format json`).
 
 # %%
 ckpt = cli.trainer.checkpoint_callback.best_model_path
 first_class = sorted(d for d in os.listdir(VIDEO_DIR) if os.path.isdir(os.path.join(VIDEO_DIR, d)))[0]
-assert 0 == ssvar(["predict", "--ckpt", ckpt, os.path.join(VIDEO_DIR, first_class), "--top-k", "2"])
+assert 0 == ssvar(["predict-videos", "--ckpt", ckpt, os.path.join(VIDEO_DIR, first_class), "--top-k", "2"])

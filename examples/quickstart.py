@@ -170,7 +170,7 @@ show(f"{OUT}/tsne.png")
 #
 # `predict_videos` takes any video files; the class names and the clip settings come with the
 # model (and are saved in its checkpoints). From the command line the same is
-# `ssvar predict --ckpt CKPT video.mp4 [--top-k 5] [--format table|json]`. A checkpoint made by
+# `ssvar predict-videos --ckpt CKPT video.mp4 [--top-k 5] [--format table|json]`. A checkpoint made by
 # `ssvar fit` is enough on its own; one made from Python (like ours) also needs the model section
 # of a config (`--model-config`), or, in Python, the backbone: `load_model(ckpt, backbone=...)`.
 
@@ -184,4 +184,4 @@ print(format_table(predict_videos(reloaded, [video], top_k=3)))
 with open(f"{OUT}/model.yaml", "w") as f:
     f.write(f"model:\n  class_path: ssvar.methods.FixMatch\n  init_args:\n"
             f"    backbone: {{class_path: ssvar.models.Tiny3D, init_args: {{width: {8 if QUICK else 16}}}}}\n")
-assert 0 == ssvar(["predict", "--ckpt", ckpt, "--model-config", f"{OUT}/model.yaml", video, "--top-k", "3", "--format", "json"])
+assert 0 == ssvar(["predict-videos", "--ckpt", ckpt, "--model-config", f"{OUT}/model.yaml", video, "--top-k", "3", "--format", "json"])

@@ -2,6 +2,10 @@
 
 * :class:`PseudoLabelCurves`: mask rate and pseudo-label accuracy over the training steps.
 * :class:`FeatureTSNE`: a t-SNE of the test set's pooled backbone features at the end of ``test``.
+* :class:`PredictionWriter`: ``ssvar predict``'s per-video top-k classes, to CSV or JSON.
+
+Everything a run writes (config, figures, predictions) goes into :func:`run_dir`, the run's own
+versioned folder, whatever the logger.
 
 Add them on the command line (``--trainer.callbacks+=ssvar.callbacks.PseudoLabelCurves``) or in a
 trainer config (``examples/configs/trainer/plots.yaml``), or pass them to ``L.Trainer``.
@@ -18,8 +22,25 @@ import torch
 from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_tsne
 
 
+def run_dir(trainer: L.Trainer) -> str:
+    """The run's own versioned folder, for every logger: ``save_dir/name/version`` of the first
+    logger (TensorBoard's and CSV's ``log_dir``; for W&B the folder where Lightning also puts the
+    run's checkpoints, ``save_dir/project/<run id>``), or ``default_root_dir`` without a logger.
+
+    Lightning's own ``trainer.log_dir`` is the logger's shared ``save_dir`` for W&B, where each
+    run would overwrite the last one's files. Call it on the process that writes (rank 0)."""
+    if not trainer.loggers:
+        return trainer.default_root_dir
+    lg = trainer.loggers[0]
+    if getattr(lg, "log_dir", None):  # TensorBoard, CSV: save_dir/name/version_N
+        return lg.log_dir
+    version = lg.version
+    version = version if isinstance(version, str) else f"version_{version}"
+    return os.path.join(lg.save_dir or trainer.default_root_dir, str(lg.name), version)
+
+
 def _out_dir(trainer: L.Trainer) -> str:
-    d = trainer.log_dir or trainer.default_root_dir
+    d = run_dir(trainer)
     os.makedirs(d, exist_ok=True)
     return d
 
@@ -139,3 +160,70 @@ class FeatureTSNE(L.Callback):
         self.path = os.path.join(_out_dir(trainer), self.filename)
         fig = plot_tsne(x, y, pl_module.class_names, self.path, title=f"t-SNE of test features ({type(pl_module).__name__})")
         log_figure(trainer.logger, "test/tsne", fig, trainer.global_step)
+
+
+class PredictionWriter(L.pytorch.callbacks.BasePredictionWriter):
+    """Writes ``ssvar predict``'s results: one row per video with its path, its true class where
+    the list gives one, and the ``top_k`` classes with probabilities (averaged over the test views).
+
+    ``ssvar predict`` adds one by default (CSV in the run folder, :func:`run_dir`); give your own
+    in the trainer's callbacks to change the format or the place. Under DDP each rank writes its
+    shard (``predictions_rank<r>.csv``).
+
+    Args:
+        path: output file; ``None``: ``predictions.<format>`` in the run folder.
+        format: ``"csv"`` or ``"json"``.
+        top_k: classes per video.
+    """
+
+    def __init__(self, path: str | None = None, format: str = "csv", top_k: int = 5):
+        super().__init__(write_interval="epoch")
+        if format not in ("csv", "json"):
+            raise ValueError(f"format must be 'csv' or 'json', got {format!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.path, self.format, self.top_k = path, format, top_k
+        self.written: str | None = None
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        import json
+
+        from ssvar.fileio import atomic_write_text
+
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        loader = trainer.predict_dataloaders
+        loader = loader[0] if isinstance(loader, (list, tuple)) else loader
+        records = getattr(getattr(getattr(loader, "dataset", None), "index", None), "records", None)
+        names = list(getattr(pl_module, "class_names", []) or [])
+        rows = []
+        for out in batches:
+            probs = out["probs"].float().cpu()
+            for i, p in zip(out["index"].tolist(), probs):
+                rec = records[i] if records is not None else None
+                label = getattr(rec, "label", -1) if rec is not None else -1
+                q, j = p.topk(min(self.top_k, p.numel()))
+                rows.append({
+                    "video": getattr(rec, "path", str(i)),
+                    "label": (names[label] if 0 <= label < len(names) else str(label)) if label is not None and label >= 0 else "",
+                    "top": [{"class": names[c] if c < len(names) else str(c), "prob": round(float(v), 6)} for c, v in zip(j.tolist(), q)],
+                })
+        path = self.path or os.path.join(_out_dir(trainer) if trainer.is_global_zero else run_dir(trainer), f"predictions.{self.format}")
+        if trainer.world_size > 1:
+            stem, ext = os.path.splitext(path)
+            path = f"{stem}_rank{trainer.global_rank}{ext}"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if self.format == "json":
+            text = json.dumps(rows, indent=1)
+        else:
+            import csv
+            import io
+
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["video", "label", "rank", "class", "prob"])
+            for r in rows:
+                for k, t in enumerate(r["top"], 1):
+                    w.writerow([r["video"], r["label"], k, t["class"], f"{t['prob']:.6f}"])
+            text = buf.getvalue()
+        atomic_write_text(path, text)
+        self.written = path

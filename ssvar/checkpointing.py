@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 LAST_NAME = "last.ckpt"
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-    """A resume was asked for (``ckpt_path``) and there is no checkpoint to resume from."""
+# A resume was asked for (``ckpt_path``) and there is no checkpoint to resume from: the same class
+# as every other unusable-checkpoint error (one line, exit status 2 from the CLI).
+from ssvar.serialization import CheckpointError, CheckpointNotFoundError  # noqa: E402
 
 
-class CorruptCheckpointError(ValueError):
+class CorruptCheckpointError(CheckpointError):
     """The checkpoint to resume from is not a complete checkpoint file."""
 
 

@@ -1,98 +1,102 @@
-"""The ``ssvar`` command.
+"""The ``ssvar`` command: one table of subcommands, each imported only when it runs.
 
-* ``ssvar fit|validate|test|predict --config X.yaml``: LightningCLI, model and data given by
-  ``class_path`` (any ``ssvar.methods`` method, any ``ssvar.data`` DataModule).
-* ``ssvar splits make|verify ...``: class-balanced labelled subsets and their checks.
-* ``ssvar check-videos ROOT``: list unreadable or too-short videos (exit status 1 if any).
-* ``ssvar predict --ckpt X.ckpt VIDEO_OR_FOLDER ...``: top-k classes of new videos
-  (``ssvar.predict``); with ``--config`` it is LightningCLI's predict on a data module instead.
+``ssvar --help`` lists them; ``ssvar COMMAND --help`` gives a command's options. Only the
+training commands (``fit``, ``validate``, ``test``, ``predict``: LightningCLI, in
+:mod:`ssvar.lightning_cli`) import Lightning, so the others start in well under a second.
+
+To add a subcommand, add one row to :data:`COMMANDS`: its name, a one-line help and
+``"module:function"``, a function taking the arguments after the name and returning the exit
+status.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import NamedTuple
 
-from lightning.pytorch.cli import LightningCLI
-
-from ssvar.data.datamodule import SemiSupervisedDataModule
-from ssvar.methods.base import SemiSupervisedModule
+from ssvar import __version__
 
 
-class SsvarCLI(LightningCLI):
-    """LightningCLI that links the data's class count into the model and can test after fit."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=False,
-            help="after `fit`, run `test` (multi-view) on the last checkpoint",
-        )
-
-    def before_fit(self) -> None:
-        # `--ckpt_path last`: the newest last.ckpt under the run's root (each run has a new version
-        # folder); nothing to resume from is an error, never a silent fresh start.
-        from ssvar.checkpointing import resolve_ckpt_path
-
-        cfg = self.config_init[self.subcommand]
-        cfg["ckpt_path"] = resolve_ckpt_path(cfg.get("ckpt_path"), self.trainer)
-
-    def after_fit(self) -> None:
-        if self.config.get(self.subcommand, {}).get("test_after_fit"):
-            ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
+class Command(NamedTuple):
+    help: str
+    target: str  # "module:function"; the function takes argv (after the name), returns an exit status
+    lightning: bool = False  # LightningCLI subcommand: the target gets the name as argv[0]
 
 
-def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
-    """LightningCLI entry, usable from Python and tests (``args`` as on the command line).
+COMMANDS: dict[str, Command] = {
+    "fit": Command("train a method from a config (`--config demo`; `ssvar fit --help` lists every option)", "ssvar.lightning_cli:main", True),
+    "validate": Command("validation metrics of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
+    "test": Command("multi-view test accuracy of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
+    "predict": Command("predict a data module's test list from a checkpoint; writes predictions.csv", "ssvar.lightning_cli:main", True),
+    "predict-videos": Command("top-k classes of video files or folders from a checkpoint (--ckpt)", "ssvar.predict:predict_main"),
+    "splits": Command("make and verify class-balanced labelled split lists", "ssvar.data.splits:splits_main"),
+    "check-videos": Command("list unreadable or too-short videos under a folder", "ssvar.data.check:check_videos_main"),
+    "prepare-videos": Command("re-encode videos for fast training (resize, constant frame rate)", "ssvar.data.prepare:prepare_videos_main"),
+    "configs": Command("list the shipped configs, or copy one out to edit", "ssvar.config_files:configs_main"),
+}
 
-    With ``run=False`` the model and data are only built (a leading subcommand is ignored).
-    """
-    if not run and args and args[0] in ("fit", "validate", "test", "predict"):
-        args = args[1:]
-    return SsvarCLI(
-        SemiSupervisedModule,
-        SemiSupervisedDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        run=run,
-        save_config_kwargs={"overwrite": True},
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS)) + 2
+    rows = "\n".join(f"  {name:<{width}}{cmd.help}" for name, cmd in COMMANDS.items())
+    return (
+        "usage: ssvar [-h] [--version] COMMAND [ARGS ...]\n\n"
+        "Semi-supervised video action recognition on PyTorch Lightning.\n\n"
+        f"commands:\n{rows}\n\n"
+        "options:\n  -h, --help  show this message and exit\n  --version   print the version and exit\n\n"
+        "`ssvar COMMAND --help` shows a command's options. Shipped configs go by name:\n"
+        "`ssvar fit --config demo` (see `ssvar configs list`)."
     )
 
 
+def _load(target: str):
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from_command_line = argv is None
+    """Entry point of the ``ssvar`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "splits":
-        from ssvar.data.splits import splits_main
-
-        return splits_main(argv[1:])
-    if argv and argv[0] == "check-videos":
-        from ssvar.data.check import check_videos_main
-
-        return check_videos_main(argv[1:])
-    if argv and argv[0] == "predict" and not _lightning_predict(argv[1:]):
-        from ssvar.predict import predict_main
-
-        return predict_main(argv[1:])
-    from ssvar.checkpointing import CheckpointNotFoundError, CorruptCheckpointError
-    from ssvar.data.index import SplitError
-
-    try:
-        # From the command line LightningCLI reads sys.argv itself (passing it too makes it warn).
-        run_cli(None if from_command_line else argv)
-    except (CheckpointNotFoundError, CorruptCheckpointError, SplitError) as e:
-        print(f"ssvar: error: {e}", file=sys.stderr)
+    if not argv:
+        print(_usage(), file=sys.stderr)
         return 2
-    return 0
+    name, rest = argv[0], argv[1:]
+    if name in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if name in ("-V", "--version", "version"):
+        print(f"ssvar {__version__}")
+        return 0
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        print(f"ssvar: unknown command {name!r}; choose from {', '.join(COMMANDS)} (ssvar --help)", file=sys.stderr)
+        return 2
+    try:
+        func = _load(cmd.target)
+    except ModuleNotFoundError as e:
+        if e.name and cmd.target.split(":")[0].startswith(e.name):  # the command's own module is missing
+            print(f"ssvar {name}: not available in this installation ({e})", file=sys.stderr)
+            return 2
+        raise
+    status = func([name, *rest] if cmd.lightning else rest)
+    return int(status or 0)
 
 
-def _lightning_predict(args: list[str]) -> bool:
-    """``ssvar predict`` goes to LightningCLI when it is given a config or model/data arguments."""
-    own = ("-c", "--config", "--print_config", "--model", "--data", "--trainer")
-    return any(a.split("=", 1)[0] in own or a.startswith(("--model.", "--data.", "--trainer.")) for a in args)
+def run_cli(args: list[str] | None = None, run: bool = True):
+    """LightningCLI entry, usable from Python and tests (``args`` as on the command line);
+    see :func:`ssvar.lightning_cli.run_cli`."""
+    from ssvar.lightning_cli import run_cli as _run_cli
+
+    return _run_cli(args, run=run)
+
+
+def __getattr__(name: str):
+    if name == "SsvarCLI":  # the LightningCLI subclass, imported on demand (it imports Lightning)
+        from ssvar.lightning_cli import SsvarCLI
+
+        return SsvarCLI
+    raise AttributeError(f"module 'ssvar.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""``ssvar predict``: class probabilities of new videos from a checkpoint.
+"""``ssvar predict-videos``: class probabilities of new videos from a checkpoint.
 
-    ssvar predict --ckpt run/checkpoints/last.ckpt clip.mp4 more/ [--top-k 5] [--format table|json]
+    ssvar predict-videos --ckpt run/checkpoints/last.ckpt clip.mp4 more/ [--top-k 5] [--format table|json]
 
 Each video is cut into ``clips x crops`` views (the test views the model was trained with, saved
 in the checkpoint; ``--clips``/``--crops`` change them), the softmax probabilities of the views are
@@ -14,8 +14,12 @@ A checkpoint trained from Python holds no backbone config: give the model sectio
 with ``--model-config`` (``model: {class_path: ..., init_args: {backbone: ...}}``), or load it in
 Python with ``Method.load_from_checkpoint(path, backbone=...)`` and call :func:`predict_videos`.
 
-``ssvar predict --config X.yaml ...`` (with ``--config``) is LightningCLI's predict on a data
-module's test set instead.
+``ssvar predict --config X.yaml --ckpt_path CKPT`` is LightningCLI's predict on a data module's
+test list instead; it writes ``predictions.csv`` in the run folder.
+
+The checkpoint is read with ``torch.load(weights_only=True)`` (:mod:`ssvar.serialization`); a
+missing, corrupt or foreign file is a one-line error (exit status 2). The backbone's initial
+``checkpoint`` file, if it had one, is not needed: the trained checkpoint holds every weight.
 """
 
 from __future__ import annotations
@@ -80,8 +84,10 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     from lightning.pytorch.cli import instantiate_module
 
     from ssvar.methods.base import SemiSupervisedModule
+    from ssvar.models.backbones import restoring_trained_weights
+    from ssvar.serialization import read_lightning_checkpoint
 
-    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    ckpt = read_lightning_checkpoint(ckpt_path, map_location=map_location)
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("_instantiator", None)
     if model_config is not None:
@@ -100,7 +106,8 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
             "of its training config, or in Python load_model(path, backbone=...)"
         )
     else:
-        model = instantiate_module(SemiSupervisedModule, hp)
+        with restoring_trained_weights():  # the backbone's initial weights file is not needed
+            model = instantiate_module(SemiSupervisedModule, hp)
     # Only the inference network must match exactly; parts the rebuilt method lacks (a teacher
     # given as a module in Python) or adds are irrelevant to prediction.
     missing, _ = model.load_state_dict(ckpt["state_dict"], strict=False)
@@ -197,9 +204,9 @@ def format_table(preds: Sequence[Prediction]) -> str:
 
 def predict_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
-        prog="ssvar predict",
+        prog="ssvar predict-videos",
         description="Top-k classes of video files (or folders of videos) from a checkpoint of any ssvar method.",
-        epilog="With --config, `ssvar predict` is LightningCLI's predict on a data module's test set instead.",
+        epilog="`ssvar predict --config X.yaml --ckpt_path CKPT` predicts a data module's test list instead (to predictions.csv).",
     )
     p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument("--ckpt", "--ckpt_path", dest="ckpt", required=True, help="checkpoint written by `ssvar fit` (or Lightning)")
@@ -227,8 +234,8 @@ def predict_main(argv: list[str]) -> int:
             p.error(f"{args.model_config} has no `model:` section")
     try:
         model = load_model(args.ckpt, model_config=model_config)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"ssvar predict: {e}", file=sys.stderr)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:  # CheckpointError is a ValueError
+        print(f"ssvar predict-videos: {e}", file=sys.stderr)
         return 2
     preds = predict_videos(
         model, videos, top_k=args.top_k, clips=args.clips, crops=args.crops, num_frames=args.num_frames,

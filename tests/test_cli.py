@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ssvar.cli import main, run_cli
-from synth import TINY
+from synth import TINY  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "examples" / "configs"
+CONFIG_DIR = REPO / "ssvar" / "configs"  # also reachable as examples/configs in a clone
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 # Partial configs (a model only, or a trainer only) are built on top of the demo config.
 PARTIAL = sorted(CONFIG_DIR.glob("methods/*.yaml")) + sorted(CONFIG_DIR.glob("trainer/*.yaml"))
@@ -148,11 +148,12 @@ def test_check_videos_subcommand_dispatch(tmp_path, capsys):
 
 
 def test_predict_subcommand_returns_probabilities(tmp_path):
-    cli = run_cli(
-        ["predict", "--config", str(REPO / "examples" / "configs" / "demo.yaml"), *_tiny_synth_args(tmp_path),
-         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-         "--trainer.limit_predict_batches", "1"],
-    )
+    common = ["--config", str(REPO / "examples" / "configs" / "demo.yaml"), *_tiny_synth_args(tmp_path),
+              "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    run_cli(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--trainer.limit_val_batches", "1", "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"])
+    ckpt = sorted(tmp_path.rglob("*.ckpt"))[-1]
+    cli = run_cli(["predict", *common, "--trainer.limit_predict_batches", "1", "--ckpt_path", str(ckpt)])
     preds = cli.trainer.predict_loop.predictions
     assert preds and preds[0]["probs"].shape[1] == 4
     assert preds[0]["probs"].sum(1).sub(1).abs().max() < 1e-5

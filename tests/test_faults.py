@@ -97,7 +97,7 @@ def test_predict_reports_a_truncated_faststart_mp4_and_goes_on(tmp_path, capsys)
     cfg = tmp_path / "model.yaml"  # a Python-trained checkpoint names no backbone config
     cfg.write_text("model:\n  class_path: ssvar.methods.Supervised\n  init_args:\n    num_classes: 3\n"
                    "    backbone:\n      class_path: ssvar.models.Tiny3D\n      init_args:\n        width: 4\n")
-    assert main(["predict", "--ckpt", ckpt, good, bad, "--format", "json", "--clips", "1", "--model-config", str(cfg)]) == 1
+    assert main(["predict-videos", "--ckpt", ckpt, good, bad, "--format", "json", "--clips", "1", "--model-config", str(cfg)]) == 1
     import json
 
     out = json.loads(capsys.readouterr().out)

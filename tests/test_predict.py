@@ -39,7 +39,7 @@ def _videos(cli) -> list[str]:
 def test_predict_from_every_methods_checkpoint(tmp_path, capsys, method):
     ckpt, cli = _fit_checkpoint(tmp_path, method)
     videos = _videos(cli)
-    assert main(["predict", "--ckpt", ckpt, *videos, "--top-k", "3", "--format", "json"]) == 0
+    assert main(["predict-videos", "--ckpt", ckpt, *videos, "--top-k", "3", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [o["video"] for o in out] == videos
     names = list(cli.datamodule.classes)
@@ -76,7 +76,7 @@ def test_predict_table_folder_and_broken_file(tmp_path, capsys):
         (folder / f"clip{i}.mp4").write_bytes(Path(v).read_bytes())
     (folder / "broken.mp4").write_bytes(b"not a video")
     assert len(find_video_files([str(folder)])) == 3
-    rc = main(["predict", "--ckpt", ckpt, str(folder), "--top-k", "2", "--clips", "1"])
+    rc = main(["predict-videos", "--ckpt", ckpt, str(folder), "--top-k", "2", "--clips", "1"])
     out = capsys.readouterr().out
     assert rc == 1  # one video could not be read; the others are still predicted
     assert "ERROR" in out and "broken.mp4" in out
@@ -100,12 +100,12 @@ def test_python_trained_checkpoint_needs_the_model_config(tmp_path, capsys):
     ckpt = str(tmp_path / "py.ckpt")
     trainer.save_checkpoint(ckpt)
     video = str(Path(dm.root) / dm.splits.test.records[0].path)
-    assert main(["predict", "--ckpt", ckpt, video]) == 2
+    assert main(["predict-videos", "--ckpt", ckpt, video]) == 2
     assert "--model-config" in capsys.readouterr().err
     cfg = tmp_path / "model.yaml"
     cfg.write_text("model:\n  class_path: ssvar.methods.FixMatch\n  init_args:\n"
                    "    backbone: {class_path: ssvar.models.Tiny3D, init_args: {width: 4}}\n")
-    assert main(["predict", "--ckpt", ckpt, video, "--model-config", str(cfg), "--format", "json"]) == 0
+    assert main(["predict-videos", "--ckpt", ckpt, video, "--model-config", str(cfg), "--format", "json"]) == 0
     got = json.loads(capsys.readouterr().out)[0]["top"][0]
     loaded = load_model(ckpt, backbone=Tiny3D(width=4))
     again = predict_videos(loaded, [video], top_k=1)[0].top[0]

@@ -13,20 +13,21 @@ eval mode whatever ``.train()`` the trainer calls, forward under ``no_grad``.
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 __all__ = ["FrozenTeacher", "load_weights", "read_state_dict"]
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str, allow_pickle: bool | None = None) -> dict[str, torch.Tensor]:
     """The state dict stored in ``path``: a Lightning checkpoint (``state_dict``), a
-    ``{"model_state": ...}`` / ``{"model": ...}`` wrapper, or a plain state dict."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    ``{"model_state": ...}`` / ``{"model": ...}`` wrapper, or a plain state dict.
+
+    Read with ``torch.load(weights_only=True)`` (:func:`ssvar.serialization.load_file`): a file
+    that needs full unpickling is refused unless ``allow_pickle`` or ``$SSVAR_ALLOW_PICKLE=1``."""
+    from ssvar.serialization import load_file
+
+    obj = load_file(path, allow_pickle=allow_pickle)
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state", "model"):
             if isinstance(obj.get(key), dict):

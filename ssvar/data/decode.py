@@ -16,10 +16,12 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where frames become tensors: `ssvar check-videos` starts fast
+    import torch
 
 
 class VideoDecodeError(RuntimeError):
@@ -132,6 +134,8 @@ class PyAVDecoder:
             if wanted[0] < 0:
                 raise ValueError(f"negative frame index {wanted[0]} in the frame plan")
             frames = self._decode_indices(container, stream, info, wanted, short_side, path)
+            import torch
+
             return torch.from_numpy(np.stack(frames)), wanted, info
         except VideoDecodeError:
             raise

@@ -41,6 +41,7 @@ __all__ = [
     "splits_main",
     "ucf101_group",
     "verify_split",
+    "format_list",
     "write_list",
 ]
 
@@ -539,11 +540,8 @@ def make_group_split(
     return index.subset([i for i in range(len(index)) if i not in test_set]), index.subset(test)
 
 
-def write_list(index: VideoIndex, path: PathLike, fmt: Literal["path label", "path"] = "path label") -> None:
-    """Write ``<relative/path> <0-based label>`` lines (or paths only), LF line ends, no header.
-
-    ``read_list(path, classes=index.classes)`` reads it back identically.
-    """
+def format_list(index: VideoIndex, fmt: Literal["path label", "path"] = "path label") -> str:
+    """The text :func:`write_list` writes (raises :class:`SplitError` before anything is written)."""
     if fmt not in ("path label", "path"):
         raise ValueError(f"fmt must be 'path label' or 'path', got {fmt!r}")
     lines = []
@@ -556,9 +554,20 @@ def write_list(index: VideoIndex, path: PathLike, fmt: Literal["path label", "pa
             raise SplitError(f"cannot write an unlabelled video as labelled: {_where(r)}")
         else:
             lines.append(f"{r.path} {r.label}")
+    return "".join(line + "\n" for line in lines)
+
+
+def write_list(index: VideoIndex, path: PathLike, fmt: Literal["path label", "path"] = "path label") -> None:
+    """Write ``<relative/path> <0-based label>`` lines (or paths only), LF line ends, no header,
+    atomically (a temporary file renamed over ``path``: never half a list).
+
+    ``read_list(path, classes=index.classes)`` reads it back identically.
+    """
+    from ssvar.fileio import atomic_write_text
+
+    text = format_list(index, fmt)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("".join(line + "\n" for line in lines))
+    atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------- verification
@@ -763,22 +772,42 @@ def _load_pool(args: argparse.Namespace) -> tuple[VideoIndex, VideoIndex | None]
     return train, read_kinetics_csv(val, classes=train.classes) if val else None
 
 
+def _check_make_args(args: argparse.Namespace) -> None:
+    """Everything that can be checked before reading or writing anything."""
+    if args.test_out and args.test_fraction is None and not args.dataset:
+        raise SplitError("--test-out needs an official split (--dataset) or --test-fraction")
+    if args.test_fraction is not None and not 0 < args.test_fraction < 1:
+        raise SplitError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    outs = [o for o in (args.out, args.unlabeled_out, args.test_out) if o]
+    if len({os.path.abspath(o) for o in outs}) < len(outs):
+        raise SplitError(f"--out, --unlabeled-out and --test-out must be different files, got {outs}")
+    for o in outs:
+        if os.path.isdir(o):
+            raise SplitError(f"output {o} is a folder; give a file name")
+
+
 def _make(args: argparse.Namespace) -> int:
+    _check_make_args(args)
     pool, test = _load_pool(args)
     if args.test_fraction is not None:
         pool, test = make_group_split(pool, args.test_fraction, args.seed)
+    if args.test_out and test is None:
+        raise SplitError("--test-out: this dataset folder has no official test list (validate.csv); use --test-fraction")
     labeled = make_labeled_split(pool, per_class=args.per_class, percent=args.percent, seed=args.seed)
-    write_list(labeled, args.out)
-    written = [args.out]
     unlabeled = pool.without(labeled)
+    # Every list is formatted (and so checked) before the first one is written.
+    outputs = [(args.out, labeled)]
     if args.unlabeled_out:
-        write_list(unlabeled, args.unlabeled_out)
-        written.append(args.unlabeled_out)
+        outputs.append((args.unlabeled_out, unlabeled))
     if args.test_out:
-        if test is None:
-            raise SplitError("--test-out needs an official split (--dataset) or --test-fraction")
-        write_list(test, args.test_out)
-        written.append(args.test_out)
+        outputs.append((args.test_out, test))
+    texts = [(path, format_list(ix)) for path, ix in outputs]
+    from ssvar.fileio import atomic_write_text
+
+    for path, text in texts:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    written = [path for path, _ in texts]
     report = verify_split(labeled, unlabeled, test, index=pool, num_classes=pool.num_classes)
     print(f"pool: {len(pool)} videos, {pool.num_classes} classes (seed {args.seed})")
     print(report.format())

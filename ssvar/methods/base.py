@@ -49,7 +49,10 @@ class Classifier(nn.Module):
 
 
 # Normalising in the module (not the data module) is deliberate: the module owns mean/std.
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
+# Counting skipped videos on the host (on_before_batch_transfer) is deliberate too.
+warnings.filterwarnings("ignore", message=".*overridden `on_(before|after)_batch_transfer` in `LightningModule`.*")
+# A deprecation inside Lightning's own pytree helper (torch >= 2.10): nothing for the user to do.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 # EMA teachers and frozen teachers are in eval mode on purpose.
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
@@ -393,7 +396,9 @@ class SemiSupervisedModule(L.LightningModule):
         """Confusion matrix and per-class accuracy as PNG next to the logs, and to the logger."""
         from ssvar.plots import log_figure, plot_confusion_matrix, plot_per_class_accuracy
 
-        out_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        from ssvar.callbacks import run_dir
+
+        out_dir = run_dir(self.trainer)  # the run's own versioned folder, whatever the logger
         os.makedirs(out_dir, exist_ok=True)
         figs = {
             f"test/confusion_matrix_{views}": plot_confusion_matrix(self.confusion_matrix, self.class_names),
@@ -423,13 +428,30 @@ class SemiSupervisedModule(L.LightningModule):
 
     # -- weights from a previous stage ------------------------------------------------------
     def load_initial_weights(self) -> None:
-        """Load the weights other runs produced (``init_backbone_from``). Called at
-        ``setup("fit")`` of the first fit of this module only (a second ``fit`` continues from the
-        trained weights); methods with more networks (frozen teachers) extend it."""
+        """Load the weights other runs produced (``init_backbone_from``). Called when the first
+        fit of this module starts (``on_fit_start``), unless a checkpoint was restored: a resumed
+        run, or a model loaded from a checkpoint, already holds every weight and never needs those
+        files again. Methods with more networks (frozen teachers) extend it."""
         if self.hparams.get("init_backbone_from"):
             load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
 
+    def on_fit_start(self) -> None:
+        # After any checkpoint restore (which happens between `setup` and here).
+        if getattr(self, "_initial_weights_pending", False):
+            self.load_initial_weights()
+            self._initial_weights_loaded = True
+            self._initial_weights_pending = False
+
     # -- checkpoints ------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, without reading the backbone's initial weights
+        file (``checkpoint:``) again: the trained checkpoint holds every weight."""
+        from ssvar.models.backbones import restoring_trained_weights
+
+        with restoring_trained_weights():
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def configure_callbacks(self) -> list[L.Callback]:
         """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
         atomically, unless the trainer already has a :class:`~ssvar.checkpointing.ResumeCheckpoints`
@@ -443,8 +465,7 @@ class SemiSupervisedModule(L.LightningModule):
     # -- class names, carried in checkpoints ------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage == "fit" and not getattr(self, "_initial_weights_loaded", False):
-            self.load_initial_weights()
-            self._initial_weights_loaded = True
+            self._initial_weights_pending = True  # loaded in on_fit_start unless a checkpoint is restored
         dm = getattr(self.trainer, "datamodule", None)
         names = getattr(dm, "classes", None)
         if names:
@@ -479,6 +500,8 @@ class SemiSupervisedModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint holds every weight: the initial weights files are not read again.
+        self._initial_weights_loaded, self._initial_weights_pending = True, False
         self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
         self.clip_settings = checkpoint.get("ssvar_clip_settings", self.clip_settings)
         self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)

@@ -127,6 +127,7 @@ class TimeBalance(SemiSupervisedModule):
             load_weights(t.model.head, path, "head.")
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()  # the teachers' weights, unless a checkpoint was restored
         if not self.reweighter.ready:  # a resumed checkpoint carries the scores
             self.compute_scores()
 

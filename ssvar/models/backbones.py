@@ -3,13 +3,36 @@
 A backbone is an ``nn.Module`` mapping a float clip ``[B, C, T, H, W]`` to pooled features
 ``[B, feature_dim]`` (``forward``). The classifier head lives in the method, so one backbone
 class serves every method. All backbones start from scratch (no hub weights are reachable);
-``checkpoint`` loads a user's own state-dict file.
+``checkpoint`` loads a user's own state-dict file (safely: ``torch.load(weights_only=True)``, see
+:mod:`ssvar.serialization`).
+
+The ``checkpoint`` given to a backbone's constructor is its *initial* weights: once a model has
+been trained, its own checkpoint holds every weight, so rebuilding it to test, predict or resume
+must not need that file again. Code that rebuilds a trained model does so inside
+:func:`restoring_trained_weights`, where backbones skip their initial ``checkpoint``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+
+_RESTORING = contextvars.ContextVar("ssvar_restoring_trained_weights", default=False)
+
+
+@contextlib.contextmanager
+def restoring_trained_weights() -> Iterator[None]:
+    """While active, backbones built with ``checkpoint=`` do not read that file (the trained
+    checkpoint loaded afterwards overwrites every weight anyway)."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
 
 
 class VideoBackbone(nn.Module):
@@ -34,16 +57,30 @@ class VideoBackbone(nn.Module):
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True) -> None:
+    def load_initial_checkpoint(self, path: str | None) -> None:
+        """The constructor's ``checkpoint``: loaded unless a trained model is being rebuilt
+        (:func:`restoring_trained_weights`)."""
+        if path and not _RESTORING.get():
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None) -> None:
         """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
         Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
-        sub-module's keys."""
-        if str(path).endswith(".safetensors"):  # timm / Hugging Face weight files
-            from safetensors.torch import load_file
+        sub-module's keys. Files are read with ``torch.load(weights_only=True)``; a file that
+        needs full unpickling is refused unless ``allow_pickle`` (or ``$SSVAR_ALLOW_PICKLE=1``)."""
+        from ssvar.serialization import CheckpointError, load_file
 
-            obj = load_file(str(path), device="cpu")
+        if str(path).endswith(".safetensors"):  # timm / Hugging Face weight files
+            try:
+                from safetensors.torch import load_file as load_safetensors
+            except ImportError:
+                raise ImportError("loading a .safetensors file needs the safetensors package: pip install safetensors") from None
+            try:
+                obj = load_safetensors(str(path), device="cpu")
+            except (OSError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"weights file {path} cannot be read: {e}") from None
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            obj = load_file(path, allow_pickle=allow_pickle, what="weights file")
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
         if prefix:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -95,8 +132,7 @@ class Tiny3D(VideoBackbone):
         )
         self.feature_dim = w[3]
         self.stage_dims = list(w)
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x).mean(dim=(2, 3, 4))
@@ -129,8 +165,7 @@ class R3D18(VideoBackbone):
         net.fc = nn.Identity()
         self.net = net
         self.stage_dims = [64, 128, 256, 512]
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def init_weights(self) -> None:
         """torchvision ``VideoResNet``'s scheme: conv Kaiming-normal (fan-out, ReLU), BatchNorm

@@ -1,21 +1,108 @@
-"""3D ResNets: SlowOnly-R50 (TimeBalance, ActNetFormer; pytorchvideo ``slow_r50``) and MMAction2's
-ResNet3d-18 (LTG's "3D-ResNet-18")."""
+"""3D ResNets: SlowOnly-R50 (TimeBalance, ActNetFormer; pytorchvideo's ``slow_r50`` layout, written
+here: pytorchvideo itself is not needed) and MMAction2's ResNet3d-18 (LTG's "3D-ResNet-18")."""
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import nn
 
 from ssvar.models.backbones import VideoBackbone
 
+_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+class _Stem(nn.Module):
+    """conv 1x7x7 stride 1x2x2, BatchNorm, ReLU, max-pool 1x3x3 stride 1x2x2 (pytorchvideo's
+    ``ResNetBasicStem`` key names)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
+        self.norm = nn.BatchNorm3d(cout)
+        self.activation = nn.ReLU()
+        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.activation(self.norm(self.conv(x))))
+
+
+class _Bottleneck(nn.Module):
+    """``conv_a`` (t x 1 x 1) -> ``conv_b`` (1 x 3 x 3, spatially strided) -> ``conv_c`` (1 x 1 x 1),
+    each with BatchNorm; ReLU after a and b (pytorchvideo's ``BottleneckBlock``)."""
+
+    def __init__(self, cin: int, inner: int, cout: int, t_kernel: int, stride: int):
+        super().__init__()
+        self.conv_a = nn.Conv3d(cin, inner, (t_kernel, 1, 1), padding=(t_kernel // 2, 0, 0), bias=False)
+        self.norm_a = nn.BatchNorm3d(inner)
+        self.act_a = nn.ReLU()
+        self.conv_b = nn.Conv3d(inner, inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        self.norm_b = nn.BatchNorm3d(inner)
+        self.act_b = nn.ReLU()
+        self.conv_c = nn.Conv3d(inner, cout, 1, bias=False)
+        self.norm_c = nn.BatchNorm3d(cout)
+        self.norm_c.block_final_bn = True  # starts at zero: each residual block starts as identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_a(self.norm_a(self.conv_a(x)))
+        x = self.act_b(self.norm_b(self.conv_b(x)))
+        return self.norm_c(self.conv_c(x))
+
+
+class _ResBlock(nn.Module):
+    """``activation(branch1(x) + branch2(x))``, ``branch1`` a strided 1x1x1 conv + BatchNorm when the
+    shape changes, else the identity (pytorchvideo's ``ResBlock``)."""
+
+    def __init__(self, cin: int, inner: int, cout: int, t_kernel: int, stride: int):
+        super().__init__()
+        if cin != cout or stride != 1:
+            self.branch1_conv = nn.Conv3d(cin, cout, 1, stride=(1, stride, stride), bias=False)
+            self.branch1_norm = nn.BatchNorm3d(cout)
+        else:
+            self.branch1_conv = self.branch1_norm = None
+        self.branch2 = _Bottleneck(cin, inner, cout, t_kernel, stride)
+        self.activation = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
+        return self.activation(shortcut + self.branch2(x))
+
+
+class _Stage(nn.Module):
+    def __init__(self, blocks: list[_ResBlock]):
+        super().__init__()
+        self.res_blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.res_blocks:
+            x = block(x)
+        return x
+
+
+def init_resnet_weights(module: nn.Module) -> None:
+    """The initialisation pytorchvideo gives its ResNets (``init_net_weights(style="resnet")``):
+    convolutions Kaiming-normal (fan-out, ReLU), BatchNorm weight 1 and bias 0 except each
+    bottleneck's last BatchNorm (weight 0), linear layers normal(0, 0.01)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.constant_(m.weight, 0.0 if getattr(m, "block_final_bn", False) else 1.0)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
 
 class SlowOnlyR50(VideoBackbone):
     """pytorchvideo's ``slow_r50`` layout, from scratch, without its classifier head.
 
-    Built with ``pytorchvideo.models.resnet.create_resnet`` exactly as the hub builder ``slow_r50``
-    does (stem conv 1x7x7 stride 1x2x2 + max-pool 1x3x3; ResNet bottleneck stages of 3/4/6/3
+    The network ``pytorchvideo.models.resnet.create_resnet`` builds for the hub's ``slow_r50``,
+    written out here with the same module and key names and the same initialisation (a test checks
+    both against pytorchvideo where it is installed): stem conv 1x7x7 stride 1x2x2 + max-pool
+    1x3x3; ResNet bottleneck stages of 3/4/6/3
     blocks for depth 50; temporal kernel 1 in res2/res3 and 3 in res4/res5 (the bottlenecks'
     first 1x1 conv becomes 3x1x1); spatial stride 2 in res3..res5; **no temporal downsampling**),
     with ``head=None``. The hub head (an average pool of fixed size 8x7x7, dropout and a 2048->400
@@ -41,31 +128,26 @@ class SlowOnlyR50(VideoBackbone):
         if width_multiplier <= 0 or stem != int(stem):
             raise ValueError(f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}")
         stem = int(stem)
-        with warnings.catch_warnings():  # fvcore: "torch.jit.script is deprecated" (FutureWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            from pytorchvideo.models.resnet import create_resnet
-
-        net = create_resnet(
-            input_channel=in_channels,
-            model_depth=depth,
-            stem_conv_kernel_size=(1, 7, 7),  # slow_r50; every other setting is create_resnet's default
-            stem_dim_out=stem,  # every later width follows from it (x4 out, x2 per stage)
-            head=None,
-        )
+        if depth not in _DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(_DEPTHS)}, got {depth}")
+        # slow_r50: temporal kernel 1 in res2/res3 and 3 in res4/res5, spatial stride 2 from res3,
+        # no temporal downsampling anywhere.
+        blocks: list[nn.Module] = [_Stem(in_channels, stem)]
+        cin, inner = stem, stem
+        for n, t_kernel, stride in zip(_DEPTHS[depth], (1, 1, 3, 3), (1, 2, 2, 2)):
+            cout = inner * 4
+            blocks.append(_Stage([_ResBlock(cin if i == 0 else cout, inner, cout, t_kernel, stride if i == 0 else 1) for i in range(n)]))
+            cin, inner = cout, inner * 2
         # Same key names as pytorchvideo's Net ("blocks.<i>..."): stem, res2, res3, res4, res5.
-        self.blocks = net.blocks
+        self.blocks = nn.ModuleList(blocks)
+        init_resnet_weights(self)
         self.stage_dims = [4 * stem, 8 * stem, 16 * stem, 32 * stem]
         self.feature_dim = 32 * stem
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def init_weights(self) -> None:
-        """pytorchvideo's own scheme (``init_net_weights``, what ``create_resnet`` does): conv
-        Kaiming-normal (fan-out), BatchNorm 1 / 0 except each bottleneck's last BatchNorm, which
-        starts at 0."""
-        from pytorchvideo.models.weight_init import init_net_weights
-
-        init_net_weights(self, style="resnet")
+        """Fresh weights, drawn as the constructor does (:func:`init_resnet_weights`)."""
+        init_resnet_weights(self)
 
     def _remap(self, state: dict) -> dict:
         if isinstance(state.get("model_state"), dict):
@@ -157,8 +239,7 @@ class ResNet3d18(VideoBackbone):
         self.stage_dims = list(widths)
         self.feature_dim = widths[-1]
         self.init_weights()
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def init_weights(self) -> None:
         for m in self.modules():

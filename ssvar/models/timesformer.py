@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange  # the token layouts of divided space-time attention, spelled out
 from torch import nn
 
 from ssvar.models.backbones import VideoBackbone
@@ -75,9 +76,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *lead, L, D = x.shape
         x = x.reshape(-1, L, D)
-        q, k, v = self.qkv(x).reshape(x.shape[0], L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = self.proj(x.transpose(1, 2).reshape(-1, L, D))
+        x = self.proj(rearrange(x, "b h l d -> b l (h d)"))
         return self.proj_drop(x).reshape(*lead, L, D)
 
 
@@ -123,7 +124,8 @@ class DividedBlock(nn.Module):
         Tc = cls.shape[1]
         dp = lambda r: drop_path(r, self.drop_path, self.training)  # noqa: E731
         # Temporal attention: sequences of length T, one per (clip, spatial location).
-        xt = self.temporal_attn(self.temporal_norm1(x).transpose(1, 2)).transpose(1, 2)  # [B, T, N, D]
+        xt = self.temporal_attn(rearrange(self.temporal_norm1(x), "b t n d -> b n t d"))
+        xt = rearrange(xt, "b n t d -> b t n d")
         x = x + dp(self.temporal_fc(xt))
         # Spatial attention: sequences of N + 1 tokens, one per (clip, frame).
         xs = torch.cat([cls.unsqueeze(2).expand(B, T, 1, D), x], dim=2)  # [B, T, 1 + N, D]
@@ -132,9 +134,9 @@ class DividedBlock(nn.Module):
         cls = cls + (rs[:, :, 0].mean(dim=1, keepdim=True) if Tc == 1 else rs[:, :, 0])
         x = x + rs[:, :, 1:]
         # MLP on all tokens.
-        h = torch.cat([cls, x.reshape(B, T * N, D)], dim=1)
+        h = torch.cat([cls, rearrange(x, "b t n d -> b (t n) d")], dim=1)
         h = h + dp(self.mlp(self.norm2(h)))
-        return h[:, :Tc], h[:, Tc:].reshape(B, T, N, D)
+        return h[:, :Tc], rearrange(h[:, Tc:], "b (t n) d -> b t n d", t=T)
 
 
 class TimeSformer(VideoBackbone):
@@ -216,8 +218,7 @@ class TimeSformer(VideoBackbone):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        self.load_initial_checkpoint(checkpoint)
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -260,9 +261,9 @@ class TimeSformer(VideoBackbone):
         position/time embeddings (SVFormer's Tube TokenMix mixes tokens here).
         """
         B, C, T, H, W = x.shape
-        x = self.patch_embed.proj(x.transpose(1, 2).reshape(B * T, C, H, W))  # [B*T, D, h, w]
+        x = self.patch_embed.proj(rearrange(x, "b c t h w -> (b t) c h w"))  # [B*T, D, h, w]
         h, w = x.shape[-2:]
-        x = x.flatten(2).transpose(1, 2).reshape(B, T, h * w, -1)
+        x = rearrange(x, "(b t) d h w -> b t (h w) d", b=B)
         if token_hook is not None:
             x = token_hook(x)
             if x.shape[:2] != (B, T) or x.shape[2:] != (h * w, self.embed_dim):

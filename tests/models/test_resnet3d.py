@@ -1,4 +1,4 @@
-"""3D CNNs: SlowOnly-R50 (pytorchvideo ``slow_r50`` layout) and per-stage features of every 3D CNN."""
+"""3D CNNs: SlowOnly-R50 (pytorchvideo ``slow_r50`` layout, ssvar's own code) and per-stage features of every 3D CNN."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def test_forward_stages(name, r50):
 
 
 def test_slow_r50_loads_pytorchvideo_layout(tmp_path, r50):
-    from pytorchvideo.models.hub import slow_r50
+    """Against pytorchvideo itself, where it is installed (ssvar no longer depends on it)."""
+    hub_module = pytest.importorskip("pytorchvideo.models.hub")
+    slow_r50 = hub_module.slow_r50
 
     torch.manual_seed(1)
     hub = slow_r50(pretrained=False).eval()
@@ -116,3 +118,39 @@ def test_tg_network_is_initialised_by_the_backbones_own_scheme():
     m50 = TGFixMatch(SlowOnlyR50(width_multiplier=0.25), num_classes=3, proj_dim=8)
     final = [mod for mod in m50.tg_backbone.modules() if getattr(mod, "block_final_bn", False)]
     assert final and all(float(b.weight.abs().sum()) == 0 for b in final)
+
+
+def test_slow_r50_matches_pytorchvideo_build_and_init():
+    """ssvar's own SlowOnly-R50 is pytorchvideo's ``create_resnet`` network: same keys and shapes,
+    same output for the same weights, same initialisation (zero-initialised last BatchNorms)."""
+    resnet = pytest.importorskip("pytorchvideo.models.resnet")
+    ref = resnet.create_resnet(input_channel=3, model_depth=50, stem_conv_kernel_size=(1, 7, 7), stem_dim_out=16, head=None).eval()
+    own = SlowOnlyR50(width_multiplier=0.25).eval()
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in own.state_dict().items()}
+    for k, v in own.state_dict().items():
+        if k.endswith("norm_c.weight"):
+            assert v.abs().sum() == 0  # each residual block starts as the identity, as in pytorchvideo
+    own.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(own(x), ref(x).mean(dim=(2, 3, 4)))
+
+
+def test_slow_r50_starts_from_a_released_kinetics_file(tmp_path):
+    """A file laid out as pytorchvideo's released ``SLOW_8x8_R50.pyth`` (``{"model_state": ...}``
+    with the 400-class head ``blocks.5.proj``), random here, loads safely and strictly into any
+    method's backbone through ``checkpoint=``; the head is dropped."""
+    torch.manual_seed(3)
+    src = SlowOnlyR50(width_multiplier=0.25)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in src.state_dict().items()}
+    state["blocks.5.proj.weight"] = torch.randn(400, 512)
+    state["blocks.5.proj.bias"] = torch.randn(400)
+    path = tmp_path / "SLOW_8x8_R50.pyth"
+    torch.save({"model_state": state, "epoch": 196, "cfg": "MODEL:\n  ARCH: slow\n"}, path)
+    net = SlowOnlyR50(checkpoint=str(path), width_multiplier=0.25)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+    from ssvar.methods import Supervised
+
+    model = Supervised(SlowOnlyR50(checkpoint=str(path), width_multiplier=0.25), num_classes=5)
+    torch.testing.assert_close(model.backbone.blocks[1].res_blocks[0].branch2.conv_a.weight, state["blocks.1.res_blocks.0.branch2.conv_a.weight"])
