@@ -125,6 +125,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
         seed: seed of the labelled resampler and of generated splits.
         persistent_workers: keep workers between epochs.
+        val_fraction: carve a validation set of about this fraction of the training videos that
+            are not labelled (per class, group-disjoint from the labelled set and from the
+            unlabelled pool, which loses them). ``None`` keeps the data module's own validation
+            set, which for most of them is the test set: a warning says so at ``fit``, because
+            settings must be chosen on a validation split, never on test accuracy.
+        val_list: a list file of validation videos instead (``path label`` lines, paths relative
+            to ``root``); none may be labelled or in the test set; they leave the unlabelled pool.
+        val_seed: seed of the ``val_fraction`` draw.
     """
 
     def __init__(
@@ -154,8 +162,17 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         short_policy: ShortPolicy = "shrink_stride",
         seed: int = 0,
         persistent_workers: bool = True,
+        val_fraction: float | None = None,
+        val_list: str | None = None,
+        val_seed: int = 0,
     ):
         super().__init__()
+        if val_fraction is not None and val_list is not None:
+            raise ValueError("give at most one of val_fraction and val_list")
+        if val_fraction is not None and not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction, self.val_list, self.val_seed = val_fraction, val_list, val_seed
+        self._warned_val_is_test = False
         for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -212,6 +229,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 sp.unlabeled = sp.unlabeled.without(sp.labeled)
             if len(sp.labeled) == 0:
                 raise SplitError("the labelled set is empty")
+            if self.val_fraction is not None or self.val_list is not None:
+                if self.val_list is not None:
+                    val = S.read_list(self.val_list, classes=sp.unlabeled.classes or sp.labeled.classes)
+                    S.check_validation_split(val, sp.labeled, sp.test, where=self.val_list)
+                else:
+                    val = S.make_validation_split(sp.unlabeled, sp.labeled, self.val_fraction, seed=self.val_seed)
+                sp.val = val
+                sp.unlabeled = sp.unlabeled.without(val)
             self._splits = sp
         return self._splits
 
@@ -223,8 +248,22 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def val_is_test(self) -> bool:
+        """True when validation runs on the test videos (settings chosen on it would be chosen on test)."""
+        sp = self.splits
+        return sp.val is sp.test or {path_key(r.path) for r in sp.val} == {path_key(r.path) for r in sp.test}
+
     def setup(self, stage: str) -> None:
         sp = self.splits
+        if stage == "fit" and self.val_is_test and not self._warned_val_is_test:
+            self._warned_val_is_test = True
+            warnings.warn(
+                f"{type(self).__name__} validates on the test set: choose settings on a validation split "
+                "instead (val_fraction=0.1 or val_list=...), and test a final configuration once",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.check_files:
             sets = {"fit": (sp.labeled, sp.unlabeled, sp.val), "validate": (sp.val,), "test": (sp.test,), "predict": (sp.test,)}
             for ix in sets.get(stage, ()):
