@@ -256,7 +256,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         sp = self.splits
-        if stage == "fit" and self.val_is_test and not self._warned_val_is_test:
+        validating = self.trainer is None or self.trainer.limit_val_batches != 0
+        if stage == "fit" and validating and self.val_is_test and not self._warned_val_is_test:
             self._warned_val_is_test = True
             warnings.warn(
                 f"{type(self).__name__} validates on the test set: choose settings on a validation split "
