@@ -32,6 +32,8 @@ the "Label efficiency" section of ``benchmarks/RESULTS.md`` (only its own sub-bl
     # a variant: Mean Teacher with another consistency weight, next to the shipped one
     ... --methods examples/configs/methods/mean_teacher.yaml mt_w10=examples/configs/methods/mean_teacher.yaml \
         --method-set mt_w10:model.init_args.consistency_weight=10
+    # every method from the same self-supervised start (examples/configs/pretrain_tiny3d_synthetic.yaml)
+    ... --init-backbone-from runs/pretrain_synthetic/lightning_logs/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--method-set", action="append", default=[], metavar="NAME:KEY=VALUE",
         help="override for one method only, e.g. mt99:model.init_args.teacher.init_args.decay=0.99 (repeatable)",
     )
+    p.add_argument(
+        "--init-backbone-from", metavar="CKPT",
+        help="start every run (Supervised too) from this pretrained backbone, e.g. a ClipContrastive "
+        "checkpoint (sets model.init_args.init_backbone_from; two-network methods: the primary network)",
+    )
     p.add_argument("--out-dir", default=str(HERE / "results"), help="where the .json/.md/.png go")
     p.add_argument("--runs-dir", default=None, help="training logs (default runs/label_efficiency/<name>)")
     p.add_argument("--from-json", action="store_true", help="only regenerate the .md/.png from the JSON")
@@ -113,6 +120,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error("the following arguments are required unless --from-json: " + ", ".join("--" + m.replace("_", "-") for m in missing))
         if args.max_steps < 1:
             p.error("--max-steps must be >= 1")
+    if args.init_backbone_from:
+        if not os.path.isfile(args.init_backbone_from):
+            p.error(f"--init-backbone-from: no such file: {args.init_backbone_from}")
+        args.set.append(f"model.init_args.init_backbone_from={args.init_backbone_from}")
     for s in args.set:
         if "=" not in s:
             p.error(f"--set needs KEY=VALUE, got {s!r}")

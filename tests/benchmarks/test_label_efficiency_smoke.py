@@ -85,3 +85,14 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
     bench.main(["--name", "tiny", "--from-json", "--out-dir", str(out_dir)])
     assert outs["png"].is_file()
     assert len(json.loads(outs["json"].read_text())["runs"]) == 2
+
+
+def test_init_backbone_from_is_a_setting_of_every_run(tmp_path):
+    bench = _load()
+    base = ["--name", "x", "--config", "c.yaml", "--methods", "m.yaml", "--labels-per-class", "2", "--max-steps", "5"]
+    with pytest.raises(SystemExit):
+        bench.parse_args([*base, "--init-backbone-from", str(tmp_path / "missing.ckpt")])
+    ckpt = tmp_path / "pre.ckpt"
+    ckpt.write_bytes(b"x")
+    args = bench.parse_args([*base, "--init-backbone-from", str(ckpt)])
+    assert f"model.init_args.init_backbone_from={ckpt}" in args.set  # part of every run's settings id
