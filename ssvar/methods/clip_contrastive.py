@@ -10,15 +10,20 @@ Per iteration, for each video of the batch:
 1. two clips: an ``anchor`` and a ``positive`` from another random temporal window of the same
    video (``positive_window="other"``; ``"same"`` takes the anchor's frames), each with its own
    augmentation draw;
-2. the anchor's **temporal variants**: the anchor played backwards (``reverse_negative``) and the
-   same centre and crop at twice the stride, i.e. played twice as fast (``speed_negative``);
+2. **temporal variants** of the positive (``variants_of="positive"``) or of the anchor: the clip
+   played backwards (``reverse_negative``) and the same centre at twice the stride, i.e. played
+   twice as fast (``speed_negative``). For the latter the source clip is decoded at twice the
+   length in one pass and augmented once: its middle ``num_frames`` are the clip, every second
+   frame is the faster version, so both share crop and colours exactly;
 3. losses, temperature ``temperature``, embeddings from one projection MLP:
 
    * ``L_inst`` instance contrast (temporally invariant): NT-Xent between anchor and positive,
      the other videos of the global batch as negatives (gathered across ranks with gradients);
    * ``L_time`` temporal contrast (temporally distinctive): for each anchor, the positive must
-     score above the anchor's own reversed and sped-up versions, a cross-entropy over
-     ``[positive, reversed, faster]``.
+     score above its reversed and sped-up versions (or the anchor's own), a cross-entropy over
+     ``[positive, reversed, faster]``. With the positive's variants, the candidates share frames,
+     crop and colours and differ only in time, so a time-symmetric embedding scores exactly
+     ``log 3``: only direction and speed can lower the loss.
 
 4. ``L = L_inst + time_weight * L_time``.
 
@@ -71,6 +76,9 @@ class ClipContrastive(SemiSupervisedModule):
         speed_negative: the anchor at twice the stride (same centre and crop) is a negative.
         positive_window: ``"other"``: the positive is another random window of the video (our
             choice: the representation must hold over time); ``"same"``: the anchor's frames.
+        variants_of: whose reversed / faster versions are the temporal negatives: ``"positive"``
+            (they differ from the target only in time) or ``"anchor"``.
+        num_frames: frames per clip (the data module's ``stride`` applies).
         augmentation: ``"strong"`` (crop + flip + RandAugment; the data module's
             ``randaugment_exclude`` still applies, so label-defining colours can be kept) or
             ``"weak"`` (crop + flip).
@@ -88,6 +96,8 @@ class ClipContrastive(SemiSupervisedModule):
         reverse_negative: bool = True,
         speed_negative: bool = True,
         positive_window: Literal["other", "same"] = "other",
+        variants_of: Literal["positive", "anchor"] = "positive",
+        num_frames: int = 8,
         augmentation: Literal["weak", "strong"] = "strong",
         proj_dim: int = 128,
         proj_hidden_dim: int = 512,
@@ -103,8 +113,12 @@ class ClipContrastive(SemiSupervisedModule):
             raise ValueError("time_weight > 0 needs reverse_negative or speed_negative (or set time_weight=0)")
         if positive_window not in ("other", "same"):
             raise ValueError(f"positive_window must be 'other' or 'same', got {positive_window!r}")
+        if variants_of not in ("positive", "anchor"):
+            raise ValueError(f"variants_of must be 'positive' or 'anchor', got {variants_of!r}")
         if augmentation not in ("weak", "strong"):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
+        if num_frames < 2 or num_frames % 2:
+            raise ValueError(f"num_frames must be even and >= 2, got {num_frames}")
         self.head = None  # no classifier in pretraining; the methods that start from it add theirs
         self.projector = ProjectionHead(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True)
         self.temperature = temperature
@@ -112,17 +126,31 @@ class ClipContrastive(SemiSupervisedModule):
         self.reverse_negative = reverse_negative and time_weight > 0
         self.speed_negative = speed_negative and time_weight > 0
         self.positive_window = positive_window
+        self.variants_of = variants_of
+        self.num_frames = num_frames
         self.augmentation = augmentation
         self.gather = gather
 
     # -- data -----------------------------------------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         window = "own" if self.positive_window == "other" else "shared"
-        views = {"anchor": ViewSpec(self.augmentation), "positive": ViewSpec(self.augmentation, window=window)}
-        if self.speed_negative:
-            # same centre and crop as the anchor, twice the stride: the same motion, twice as fast
-            views["faster"] = ViewSpec(self.augmentation, stride_factor=2, same_as="anchor")
+        t = self.num_frames
+        # the variants' source is decoded twice as long when the faster version is needed
+        long = 2 * t if self.speed_negative else t
+        views = {
+            "anchor": ViewSpec(self.augmentation, num_frames=long if self.variants_of == "anchor" else t),
+            "positive": ViewSpec(self.augmentation, num_frames=long if self.variants_of == "positive" else t, window=window),
+        }
         return {"labeled": {}, "unlabeled": views}
+
+    def split_long(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(clip, faster)`` from a ``[B, C, T', H, W]`` view: with the speed negative, T' is
+        ``2 * num_frames``; the clip is its middle ``num_frames`` frames and the faster version
+        every second frame (the same centre, twice the stride)."""
+        if not self.speed_negative:
+            return clip, None
+        t = self.num_frames
+        return clip[:, :, t // 2 : t // 2 + t], clip[:, :, ::2]
 
     # -- model ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,11 +165,18 @@ class ClipContrastive(SemiSupervisedModule):
     # -- the iteration --------------------------------------------------------------------
     def pretext_losses(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one batch of normalised views."""
-        clips = [views["anchor"], views["positive"]]
+        anchor, positive = views["anchor"], views["positive"]
+        if self.variants_of == "anchor":
+            anchor, faster = self.split_long(anchor)
+            source = anchor
+        else:
+            positive, faster = self.split_long(positive)
+            source = positive
+        clips = [anchor, positive]
         if self.reverse_negative:
-            clips.append(views["anchor"].flip(2))  # [B, C, T, H, W]: time reversed
-        if self.speed_negative:
-            clips.append(views["faster"])
+            clips.append(source.flip(2))  # [B, C, T, H, W]: time reversed
+        if faster is not None:
+            clips.append(faster)
         z_anchor, z_pos, *variants = self.embed(*clips)
         losses = {"instance": nt_xent(z_anchor, z_pos, self.temperature, self.gather)}
         if self.time_weight:

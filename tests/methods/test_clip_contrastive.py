@@ -34,25 +34,36 @@ def test_temporal_contrast_matches_a_hand_written_softmax():
     assert math.isclose(float(low), math.log(1 + 2 * math.exp(-2)), rel_tol=1e-6)
 
 
-def test_views_are_two_windows_and_a_faster_copy(video_factory):
+def test_views_are_two_windows_and_the_variants_share_frames_and_colours(video_factory):
     from helpers import clip_indices_of
 
     path = video_factory("v.mp4", num_frames=80)
-    model = ClipContrastive(Tiny3D(width=4), num_classes=2, augmentation="weak")
+    model = ClipContrastive(Tiny3D(width=4), num_classes=2, num_frames=8, augmentation="weak")
     views = model.views()
-    assert views["labeled"] == {} and set(views["unlabeled"]) == {"anchor", "positive", "faster"}
+    assert views["labeled"] == {} and set(views["unlabeled"]) == {"anchor", "positive"}
     ds = VideoDataset(str(path).rsplit("/", 1)[0], VideoIndex([VideoRecord("v.mp4", 0)], ["a"]), views["unlabeled"],
                       num_frames=8, stride=2, augment=AugmentConfig(crop_size=16, area_range=(0.5, 1.0)), short_side=16, labeled=False)
-    starts = set()
+    offsets = set()
     for seed in range(6):
         torch.manual_seed(seed)
         s = ds[0]
-        anchor, faster = np.array(clip_indices_of(s["anchor"])), np.array(clip_indices_of(s["faster"]))
-        assert (np.diff(anchor) == 2).all() and (np.diff(faster) == 4).all()
-        # the faster clip is centred on the anchor's centre
-        assert abs(anchor.mean() - faster.mean()) <= 2
-        starts.add(clip_indices_of(s["positive"])[0] - int(anchor[0]))
-    assert len(starts) > 1  # the positive is another window, not the anchor's frames
+        assert s["anchor"].shape[1] == 8 and s["positive"].shape[1] == 16  # the variants' source, twice as long
+        clip, faster = model.split_long(s["positive"][None])
+        clip_ix, fast_ix = np.array(clip_indices_of(clip[0])), np.array(clip_indices_of(faster[0]))
+        assert len(clip_ix) == len(fast_ix) == 8
+        assert (np.diff(clip_ix) == 2).all() and (np.diff(fast_ix) == 4).all()  # twice as fast
+        assert abs(clip_ix.mean() - fast_ix.mean()) <= 1  # around the same centre
+        offsets.add(int(clip_ix[0]) - clip_indices_of(s["anchor"])[0])
+    assert len(offsets) > 1  # the positive is another window, not the anchor's frames
+
+
+def test_strong_variants_share_the_augmentation():
+    # the faster clip and the clip come from one augmented tensor: equal frames where they overlap
+    model = ClipContrastive(Tiny3D(width=4), 2, num_frames=4)
+    long = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 2, 2)
+    clip, faster = model.split_long(long)
+    assert clip[0, 0, :, 0, 0].tolist() == [2, 3, 4, 5] and faster[0, 0, :, 0, 0].tolist() == [0, 2, 4, 6]
+    assert ClipContrastive(Tiny3D(width=4), 2, speed_negative=False).views()["unlabeled"]["positive"].num_frames == 8
 
 
 def test_bad_arguments_are_named():
@@ -60,6 +71,10 @@ def test_bad_arguments_are_named():
         ClipContrastive(Tiny3D(width=4), 2, temperature=0)
     with pytest.raises(ValueError, match="reverse_negative or speed_negative"):
         ClipContrastive(Tiny3D(width=4), 2, reverse_negative=False, speed_negative=False)
+    with pytest.raises(ValueError, match="num_frames"):
+        ClipContrastive(Tiny3D(width=4), 2, num_frames=5)
+    with pytest.raises(ValueError, match="variants_of"):
+        ClipContrastive(Tiny3D(width=4), 2, variants_of="other")
     with pytest.raises(ValueError, match="positive_window"):
         ClipContrastive(Tiny3D(width=4), 2, positive_window="next")
 
@@ -78,7 +93,7 @@ def test_reversed_negative_needs_direction_sensitive_features():
 def test_pretrain_then_start_a_method_from_it(tmp_path):
     dm = tiny_datamodule(str(tmp_path / "synth"), labeled_in_unlabeled=True, batch_size=4)
     torch.manual_seed(0)
-    pre = ClipContrastive(Tiny3D(width=4), num_classes=dm.num_classes, proj_dim=8, proj_hidden_dim=16, lr=0.05)
+    pre = ClipContrastive(Tiny3D(width=4), num_classes=dm.num_classes, num_frames=4, proj_dim=8, proj_hidden_dim=16, lr=0.05)
     before = {k: v.clone() for k, v in pre.backbone.state_dict().items()}
     trainer = tiny_trainer(tmp_path, max_steps=3, enable_checkpointing=False)
     trainer.fit(pre, datamodule=dm)
