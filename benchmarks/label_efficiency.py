@@ -15,6 +15,8 @@ weights with the data module's multi-view test (``test/acc1_<clips>x<crops>``,
 ``test/mean_class_acc_<clips>x<crops>``). Runs go in-process by default (``--isolate``: one
 subprocess per run). Training logs (CSV) go to ``--runs-dir``; the mean over the last quarter
 of training of ``train/pl_mask_rate``, ``train/pl_acc``, ... is kept with each run.
+With ``--set data.init_args.val_fraction=0.1`` each run is also validated (final weights) on a
+split of its own, kept as ``val`` in the JSON: choose settings there, never on test.
 ``--set KEY=VALUE`` overrides every run; variants of one method config are named
 ``NAME=CONFIG`` and given their own overrides with ``--method-set NAME:KEY=VALUE``.
 
@@ -322,6 +324,13 @@ def run_one(spec: dict) -> dict:
     steps = int(cli.trainer.global_step)
     if steps != spec["max_steps"]:
         raise RuntimeError(f"{spec['method']} ran {steps} steps, not {spec['max_steps']}")
+    val = {}
+    if not cli.datamodule.val_is_test:
+        # A validation split of its own (data.init_args.val_fraction / val_list): the final weights'
+        # validation accuracy is what settings are chosen on; test is reported, never tuned on.
+        cli.trainer.limit_val_batches = 1.0
+        out = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        val = {k: float(v) for k, v in (out[0] if out else {}).items()}
     t1 = time.perf_counter()
     out = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     t_test = time.perf_counter() - t1
@@ -332,6 +341,7 @@ def run_one(spec: dict) -> dict:
         steps=steps,
         num_classes=int(cli.datamodule.num_classes),
         test=test,
+        val=val,
         train=stats.summary(),
         fit_s=round(t_fit, 2),
         test_s=round(t_test, 2),
