@@ -15,6 +15,8 @@ weights with the data module's multi-view test (``test/acc1_<clips>x<crops>``,
 ``test/mean_class_acc_<clips>x<crops>``). Runs go in-process by default (``--isolate``: one
 subprocess per run). Training logs (CSV) go to ``--runs-dir``; the mean over the last quarter
 of training of ``train/pl_mask_rate``, ``train/pl_acc``, ... is kept with each run.
+With ``--set data.init_args.val_fraction=0.1`` each run is also validated (final weights) on a
+split of its own, kept as ``val`` in the JSON: choose settings there, never on test.
 ``--set KEY=VALUE`` overrides every run; variants of one method config are named
 ``NAME=CONFIG`` and given their own overrides with ``--method-set NAME:KEY=VALUE``.
 
@@ -32,6 +34,8 @@ the "Label efficiency" section of ``benchmarks/RESULTS.md`` (only its own sub-bl
     # a variant: Mean Teacher with another consistency weight, next to the shipped one
     ... --methods examples/configs/methods/mean_teacher.yaml mt_w10=examples/configs/methods/mean_teacher.yaml \
         --method-set mt_w10:model.init_args.consistency_weight=10
+    # every method from the same self-supervised start (examples/configs/pretrain_tiny3d_synthetic.yaml)
+    ... --init-backbone-from runs/pretrain_synthetic/lightning_logs/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -97,6 +101,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--method-set", action="append", default=[], metavar="NAME:KEY=VALUE",
         help="override for one method only, e.g. mt99:model.init_args.teacher.init_args.decay=0.99 (repeatable)",
     )
+    p.add_argument(
+        "--init-backbone-from", metavar="CKPT",
+        help="start every run (Supervised too) from this pretrained backbone, e.g. a ClipContrastive "
+        "checkpoint (sets model.init_args.init_backbone_from; two-network methods: the primary network)",
+    )
     p.add_argument("--out-dir", default=str(HERE / "results"), help="where the .json/.md/.png go")
     p.add_argument("--runs-dir", default=None, help="training logs (default runs/label_efficiency/<name>)")
     p.add_argument("--from-json", action="store_true", help="only regenerate the .md/.png from the JSON")
@@ -113,6 +122,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error("the following arguments are required unless --from-json: " + ", ".join("--" + m.replace("_", "-") for m in missing))
         if args.max_steps < 1:
             p.error("--max-steps must be >= 1")
+    if args.init_backbone_from:
+        if not os.path.isfile(args.init_backbone_from):
+            p.error(f"--init-backbone-from: no such file: {args.init_backbone_from}")
+        args.set.append(f"model.init_args.init_backbone_from={args.init_backbone_from}")
     for s in args.set:
         if "=" not in s:
             p.error(f"--set needs KEY=VALUE, got {s!r}")
@@ -311,6 +324,13 @@ def run_one(spec: dict) -> dict:
     steps = int(cli.trainer.global_step)
     if steps != spec["max_steps"]:
         raise RuntimeError(f"{spec['method']} ran {steps} steps, not {spec['max_steps']}")
+    val = {}
+    if not cli.datamodule.val_is_test:
+        # A validation split of its own (data.init_args.val_fraction / val_list): the final weights'
+        # validation accuracy is what settings are chosen on; test is reported, never tuned on.
+        cli.trainer.limit_val_batches = 1.0
+        out = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        val = {k: float(v) for k, v in (out[0] if out else {}).items()}
     t1 = time.perf_counter()
     out = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     t_test = time.perf_counter() - t1
@@ -321,6 +341,7 @@ def run_one(spec: dict) -> dict:
         steps=steps,
         num_classes=int(cli.datamodule.num_classes),
         test=test,
+        val=val,
         train=stats.summary(),
         fit_s=round(t_fit, 2),
         test_s=round(t_test, 2),

@@ -1,6 +1,8 @@
 """Callbacks that turn what a run logs into figures (PNG next to the logs, and sent to the logger).
 
 * :class:`PseudoLabelCurves`: mask rate and pseudo-label accuracy over the training steps.
+* :class:`PseudoLabelReliability`: pseudo-label accuracy against confidence (a reliability
+  diagram from the hidden labels), epoch by epoch.
 * :class:`FeatureTSNE`: a t-SNE of the test set's pooled backbone features at the end of ``test``.
 * :class:`PredictionWriter`: ``ssvar predict``'s per-video top-k classes, to CSV or JSON.
 
@@ -19,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_tsne
+from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_pseudo_label_reliability, plot_tsne
 
 
 def run_dir(trainer: L.Trainer) -> str:
@@ -92,6 +94,57 @@ class PseudoLabelCurves(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: (list(s), list(v)) for k, (s, v) in state_dict.get("history", {}).items()}
+
+
+class PseudoLabelReliability(L.Callback):
+    """Pseudo-label accuracy by confidence bin, per training epoch, drawn at the end of ``fit``
+    as a reliability diagram (``pseudo_label_reliability.png`` in the log folder; also logged).
+
+    It reads the method's :class:`~ssvar.components.calibration.CalibrationBins` (summed over
+    ranks) at each epoch end: if the confident pseudo-labels are no more accurate than the
+    unconfident ones, the curve is flat and the figure shows it. Needs hidden labels (known for
+    SyntheticActions and for labelled datasets used as unlabelled pools).
+
+    Args:
+        every_n_epochs: record every this many epochs.
+        filename: PNG name in the log folder.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, filename: str = "pseudo_label_reliability.png"):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self.filename = filename
+        self.history: list[tuple[int, list[list[float]]]] = []
+        self.path: str | None = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Lightning runs callbacks' epoch-end hooks before the module's, and the module resets
+        # its bins at the next epoch's start, so the finished epoch is still there.
+        if trainer.current_epoch % self.every_n_epochs:
+            return
+        sums = trainer.strategy.reduce(pl_module.pl_calibration.sums.clone(), reduce_op="sum")
+        if float(sums[0].sum()) > 0:
+            self.history.append((trainer.global_step, sums.cpu().tolist()))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        self.path = os.path.join(_out_dir(trainer), self.filename)
+        threshold = trainer.callback_metrics.get("train/pl_threshold")
+        fig = plot_pseudo_label_reliability(
+            [(s, torch.tensor(t)) for s, t in self.history],
+            self.path,
+            threshold=None if threshold is None else float(threshold),
+            title=f"pseudo-label reliability ({type(pl_module).__name__})",
+        )
+        log_figure(trainer.logger, "train/pseudo_label_reliability", fig, trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [(s, t) for s, t in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [(int(s), t) for s, t in state_dict.get("history", [])]
 
 
 @torch.no_grad()

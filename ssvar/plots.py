@@ -182,6 +182,65 @@ def plot_pseudo_label_curves(
     return fig
 
 
+def plot_pseudo_label_reliability(
+    history: Sequence[tuple[int, "torch.Tensor | np.ndarray"]],
+    path: str | None = None,
+    threshold: float | None = None,
+    title: str = "pseudo-label reliability",
+    max_curves: int = 5,
+):
+    """Reliability diagram of the pseudo-labels over training.
+
+    ``history`` is a list of ``(step, sums)`` with ``sums`` the ``[3, bins]`` count / correct /
+    summed-confidence table of :class:`~ssvar.components.calibration.CalibrationBins` for one
+    epoch. Left: accuracy against mean confidence per bin for up to ``max_curves`` epochs spread
+    over training (light = early, dark = late), the diagonal, and the threshold if given. Right:
+    expected calibration error and the share of pseudo-labels above the threshold per epoch.
+    """
+    from ssvar.components.calibration import reliability
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.1, 1]})
+    ax.plot([0, 1], [0, 1], color="#8c8c8c", ls=":", lw=1, label="perfect calibration")
+    if threshold is not None:
+        ax.axvline(threshold, color="#c44e52", ls="--", lw=1, label=f"threshold {threshold:g}")
+    hist = [(int(s), reliability(torch.as_tensor(np.asarray(t)))) for s, t in history if float(np.asarray(t)[0].sum()) > 0]
+    if hist:
+        picks = sorted({round(i) for i in np.linspace(0, len(hist) - 1, min(max_curves, len(hist)))})
+        cmap = matplotlib.colormaps["viridis"]
+        for j, i in enumerate(picks):
+            step, r = hist[i]
+            ok = r["count"] > 0
+            c = cmap(0.15 + 0.7 * j / max(1, len(picks) - 1))
+            ax.plot(r["confidence"][ok].numpy(), r["accuracy"][ok].numpy(), "o-", color=c, lw=1.6, ms=4,
+                    label=f"step {step} (n={int(r['count'].sum())}, ECE {float(r['ece']):.2f})")
+        steps = [s for s, _ in hist]
+        ax2.plot(steps, [float(r["ece"]) for _, r in hist], "o-", color="#4c72b0", label="expected calibration error")
+        if threshold is not None:
+            share = []
+            for _, r in hist:
+                edges = np.linspace(0, 1, len(r["count"]) + 1)[:-1]
+                share.append(float(r["count"][torch.as_tensor(edges >= threshold - 1e-9)].sum() / r["count"].sum()))
+            ax2.plot(steps, share, "s--", color="#dd8452", label="share in bins at/above threshold")
+        ax2.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no pseudo-labels with known hidden labels", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("pseudo-label confidence (bin mean)")
+    ax.set_ylabel("pseudo-label accuracy (hidden labels)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_xlabel("training step (end of epoch)")
+    ax2.set_title("calibration over training")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
 # -- feature embeddings -----------------------------------------------------------------------------
 def plot_tsne(
     features,

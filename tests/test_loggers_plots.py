@@ -33,7 +33,8 @@ def test_default_logger_is_tensorboard_and_figures_are_written(tmp_path):
     assert "train/pl_mask_rate" in scalars and len(scalars["train/pl_mask_rate"][0]) == 4
     names = {p.name for p in log_dir.glob("*.png")}
     # end of fit: the pseudo-label curves; test_after_fit (demo.yaml): confusion matrix, per-class accuracy, t-SNE
-    assert {"pseudo_label_curves.png", "test_tsne.png"} <= names
+    assert {"pseudo_label_curves.png", "pseudo_label_reliability.png", "test_tsne.png"} <= names
+    assert "train/pl_ece" in scalars  # the reliability diagram's summary, one point per epoch
     assert any(n.startswith("test_confusion_matrix") for n in names) and any(n.startswith("test_per_class_accuracy") for n in names)
     # and the figures went to TensorBoard too
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -196,6 +196,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             the default error naming both list lines).
         allow_empty_classes: accept classes without a labelled video (a warning instead of the
             default error). A labelled video also in the test list is always an error.
+        val_fraction: carve a validation set of about this fraction of the training videos that
+            are not labelled (per class, group-disjoint from the labelled set and from the
+            unlabelled pool, which loses them). ``None`` keeps the data module's own validation
+            set, which for most of them is the test set: a warning says so at ``fit``, because
+            settings must be chosen on a validation split, never on test accuracy.
+        val_list: a list file of validation videos instead (``path label`` lines, paths relative
+            to ``root``); none may be labelled or in the test set; they leave the unlabelled pool.
+        val_seed: seed of the ``val_fraction`` draw.
     """
 
     def __init__(
@@ -229,8 +237,17 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         allow_duplicates: bool = False,
         allow_empty_classes: bool = False,
+        val_fraction: float | None = None,
+        val_list: str | None = None,
+        val_seed: int = 0,
     ):
         super().__init__()
+        if val_fraction is not None and val_list is not None:
+            raise ValueError("give at most one of val_fraction and val_list")
+        if val_fraction is not None and not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction, self.val_list, self.val_seed = val_fraction, val_list, val_seed
+        self._warned_val_is_test = False
         for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -298,6 +315,14 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 drop = {path_key(r.path) for r in sp.labeled}
                 kept = [r for r, k in zip(sp.unlabeled.records, unlabeled_keys) if k not in drop]
                 sp.unlabeled = VideoIndex(kept, list(sp.unlabeled.classes))
+            if self.val_fraction is not None or self.val_list is not None:
+                if self.val_list is not None:
+                    val = S.read_list(self.val_list, classes=sp.unlabeled.classes or sp.labeled.classes)
+                    S.check_validation_split(val, sp.labeled, sp.test, where=self.val_list)
+                else:
+                    val = S.make_validation_split(sp.unlabeled, sp.labeled, self.val_fraction, seed=self.val_seed)
+                sp.val = val
+                sp.unlabeled = sp.unlabeled.without(val)
             self._splits = sp
         return self._splits
 
@@ -345,8 +370,23 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def val_is_test(self) -> bool:
+        """True when validation runs on the test videos (settings chosen on it would be chosen on test)."""
+        sp = self.splits
+        return sp.val is sp.test or {path_key(r.path) for r in sp.val} == {path_key(r.path) for r in sp.test}
+
     def setup(self, stage: str) -> None:
         sp = self.splits
+        validating = self.trainer is None or self.trainer.limit_val_batches != 0
+        if stage == "fit" and validating and self.val_is_test and not self._warned_val_is_test:
+            self._warned_val_is_test = True
+            warnings.warn(
+                f"{type(self).__name__} validates on the test set: choose settings on a validation split "
+                "instead (val_fraction=0.1 or val_list=...), and test a final configuration once",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.check_files:
             sets = {"fit": (sp.labeled, sp.unlabeled, sp.val), "validate": (sp.val,), "test": (sp.test,), "predict": (sp.test,)}
             for ix in sets.get(stage, ()):

@@ -497,6 +497,35 @@ def make_labeled_split(
     return index.subset(chosen)
 
 
+def make_validation_split(train: VideoIndex, labeled: VideoIndex, fraction: float, seed: int = 0) -> VideoIndex:
+    """A validation set of about ``fraction`` of the not-labelled videos of ``train``, drawn per
+    class and group-disjointly (:func:`make_group_split`): no validation video is labelled, and
+    none shares a source group with a labelled video or with a video left in ``train``.
+
+    Videos that share a group with a labelled one are never drawn. The caller removes the result
+    from the unlabelled pool, so validation videos are never trained on, with or without labels.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    lab_keys = {path_key(r.path) for r in labeled}
+    lab_groups = {r.group for r in labeled if r.group is not None}
+    pool = [i for i, r in enumerate(train.records) if path_key(r.path) not in lab_keys and (r.group is None or r.group not in lab_groups)]
+    if len(pool) < 2:
+        raise SplitError(f"cannot draw a validation set: only {len(pool)} training video(s) are neither labelled nor share a group with a labelled one")
+    _, val = make_group_split(train.subset(pool), fraction, seed=seed)
+    return val
+
+
+def check_validation_split(val: VideoIndex, labeled: VideoIndex, test: VideoIndex, where: str = "val_list") -> None:
+    """A validation list must name neither a labelled nor a test video."""
+    for other, what in ((labeled, "labelled"), (test, "test")):
+        keys = {path_key(r.path) for r in other}
+        clash = [r for r in val if path_key(r.path) in keys]
+        if clash:
+            r = clash[0]
+            raise SplitError(f"{r.origin or where}: {r.path} is a {what} video; a validation video must be neither labelled nor in the test set ({len(clash)} such)")
+
+
 def make_group_split(
     index: VideoIndex, test_fraction: float, seed: int = 0, tries: int = 32
 ) -> tuple[VideoIndex, VideoIndex]:

@@ -27,6 +27,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from ssvar.components.calibration import CalibrationBins, reliability
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.weights import load_weights
@@ -142,6 +143,9 @@ class SemiSupervisedModule(L.LightningModule):
         self._extra_pseudo_labels: dict[str, PseudoLabels] = {}
         # Confident pseudo-labels per class over the current epoch (monitoring only).
         self.register_buffer("pl_class_counts", torch.zeros(num_classes), persistent=False)
+        # Pseudo-label accuracy by confidence bin over the current epoch (reliability diagram;
+        # read by ssvar.callbacks.PseudoLabelReliability, summarised as train/pl_ece).
+        self.pl_calibration = CalibrationBins(10)
         self.confusion_matrix: torch.Tensor | None = None
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -300,6 +304,8 @@ class SemiSupervisedModule(L.LightningModule):
         # small device-to-host sync per step, for logging only.
         known = hidden >= 0
         n_known = int(known.sum())
+        if not tag:
+            self.pl_calibration.update(pl.confidence, hard == hidden, known)
         if n_known:
             correct = (hard == hidden).float()
             self.log(pre + "acc", correct[known].mean(), batch_size=n_known)
@@ -314,7 +320,14 @@ class SemiSupervisedModule(L.LightningModule):
         # teachers and this call is then a no-op.
         self.update_teachers()
 
+    def on_train_epoch_start(self) -> None:
+        # Reset at the start, not the end, so callbacks can read the finished epoch at its end.
+        self.pl_calibration.reset()
+
     def on_train_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self.pl_calibration.sums.clone(), reduce_op="sum")
+        if sums[0].sum() > 0:
+            self.log("train/pl_ece", reliability(sums)["ece"].float())
         counts = self.pl_class_counts
         if counts.sum() > 0:
             if self.num_classes <= 20:

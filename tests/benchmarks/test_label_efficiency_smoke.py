@@ -49,6 +49,7 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
         "--out-dir", str(out_dir), "--runs-dir", str(runs_dir), "--no-progress",
         "--write", "--results", str(results),
         *_tiny_sets(tmp_path / "data"),
+        "--set", "data.init_args.val_fraction=0.3",  # each run is also validated on a split of its own
     ]
     outs = bench.main(argv)
     for kind in ("json", "md", "png"):
@@ -64,6 +65,7 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
         assert r["steps"] == 2 and r["labels_per_class"] == 1 and r["seed"] == 0
         assert 0.0 <= r["acc1"] <= 1.0 and 0.0 <= r["mean_class_acc"] <= 1.0
         assert r["views"] == "2x1" and r["wall_s"] > 0
+        assert any(k.startswith("val/acc1") for k in r["val"]), r["val"]
     fixmatch = next(r for r in data["runs"] if r["method_class"] == "FixMatch")
     assert "pl_mask_rate" in fixmatch["train"]  # pseudo-label diagnostics are kept
 
@@ -85,3 +87,14 @@ def test_label_efficiency_smoke(tmp_path, monkeypatch):
     bench.main(["--name", "tiny", "--from-json", "--out-dir", str(out_dir)])
     assert outs["png"].is_file()
     assert len(json.loads(outs["json"].read_text())["runs"]) == 2
+
+
+def test_init_backbone_from_is_a_setting_of_every_run(tmp_path):
+    bench = _load()
+    base = ["--name", "x", "--config", "c.yaml", "--methods", "m.yaml", "--labels-per-class", "2", "--max-steps", "5"]
+    with pytest.raises(SystemExit):
+        bench.parse_args([*base, "--init-backbone-from", str(tmp_path / "missing.ckpt")])
+    ckpt = tmp_path / "pre.ckpt"
+    ckpt.write_bytes(b"x")
+    args = bench.parse_args([*base, "--init-backbone-from", str(ckpt)])
+    assert f"model.init_args.init_backbone_from={ckpt}" in args.set  # part of every run's settings id
