@@ -326,7 +326,7 @@ def run_one(spec: dict) -> dict:
         raise RuntimeError(f"{spec['method']} ran {steps} steps, not {spec['max_steps']}")
     val = {}
     if not cli.datamodule.val_is_test:
-        # A validation split of its own (data.init_args.val_fraction / val_list): the final weights'
+        # A validation split of its own (data.init_args.val_fraction / validation_list): the final weights'
         # validation accuracy is what settings are chosen on; test is reported, never tuned on.
         cli.trainer.limit_val_batches = 1.0
         out = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)

@@ -201,7 +201,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             unlabelled pool, which loses them). ``None`` keeps the data module's own validation
             set, which for most of them is the test set: a warning says so at ``fit``, because
             settings must be chosen on a validation split, never on test accuracy.
-        val_list: a list file of validation videos instead (``path label`` lines, paths relative
+        validation_list: a list file of validation videos instead (``path label`` lines, paths relative
             to ``root``); none may be labelled or in the test set; they leave the unlabelled pool.
         val_seed: seed of the ``val_fraction`` draw.
     """
@@ -238,15 +238,15 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         allow_duplicates: bool = False,
         allow_empty_classes: bool = False,
         val_fraction: float | None = None,
-        val_list: str | None = None,
+        validation_list: str | None = None,
         val_seed: int = 0,
     ):
         super().__init__()
-        if val_fraction is not None and val_list is not None:
-            raise ValueError("give at most one of val_fraction and val_list")
+        if val_fraction is not None and validation_list is not None:
+            raise ValueError("give at most one of val_fraction and validation_list")
         if val_fraction is not None and not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        self.val_fraction, self.val_list, self.val_seed = val_fraction, val_list, val_seed
+        self.val_fraction, self.validation_list, self.val_seed = val_fraction, validation_list, val_seed
         self._warned_val_is_test = False
         for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
             if value < 1:
@@ -315,10 +315,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 drop = {path_key(r.path) for r in sp.labeled}
                 kept = [r for r, k in zip(sp.unlabeled.records, unlabeled_keys) if k not in drop]
                 sp.unlabeled = VideoIndex(kept, list(sp.unlabeled.classes))
-            if self.val_fraction is not None or self.val_list is not None:
-                if self.val_list is not None:
-                    val = S.read_list(self.val_list, classes=sp.unlabeled.classes or sp.labeled.classes)
-                    S.check_validation_split(val, sp.labeled, sp.test, where=self.val_list)
+            if self.val_fraction is not None or self.validation_list is not None:
+                if self.validation_list is not None:
+                    val = S.read_list(self.validation_list, classes=sp.unlabeled.classes or sp.labeled.classes)
+                    S.check_validation_split(val, sp.labeled, sp.test, where=self.validation_list)
                 else:
                     val = S.make_validation_split(sp.unlabeled, sp.labeled, self.val_fraction, seed=self.val_seed)
                 sp.val = val
@@ -383,7 +383,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             self._warned_val_is_test = True
             warnings.warn(
                 f"{type(self).__name__} validates on the test set: choose settings on a validation split "
-                "instead (val_fraction=0.1 or val_list=...), and test a final configuration once",
+                "instead (val_fraction=0.1 or validation_list=...), and test a final configuration once",
                 UserWarning,
                 stacklevel=2,
             )

@@ -516,7 +516,7 @@ def make_validation_split(train: VideoIndex, labeled: VideoIndex, fraction: floa
     return val
 
 
-def check_validation_split(val: VideoIndex, labeled: VideoIndex, test: VideoIndex, where: str = "val_list") -> None:
+def check_validation_split(val: VideoIndex, labeled: VideoIndex, test: VideoIndex, where: str = "validation_list") -> None:
     """A validation list must name neither a labelled nor a test video."""
     for other, what in ((labeled, "labelled"), (test, "test")):
         keys = {path_key(r.path) for r in other}

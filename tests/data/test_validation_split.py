@@ -48,7 +48,7 @@ def test_val_fraction_keeps_the_labelled_draw(tmp_path):
     assert _keys(after.unlabeled) == _keys(before.unlabeled) - _keys(after.val)
 
 
-def test_val_list_must_not_name_labelled_or_test_videos(tmp_path):
+def test_validation_list_must_not_name_labelled_or_test_videos(tmp_path):
     _tree(tmp_path)
     test = tmp_path / "test.txt"
     test.write_text("a/a_0.mp4 0\nb/b_0.mp4 1\n")
@@ -56,21 +56,21 @@ def test_val_list_must_not_name_labelled_or_test_videos(tmp_path):
     labeled.write_text("a/a_1.mp4 0\nb/b_1.mp4 1\n")
     good = tmp_path / "val.txt"
     good.write_text("a/a_2.mp4 0\nb/b_2.mp4 1\n")
-    dm = FolderDataModule(str(tmp_path), labeled_list=str(labeled), test_list=str(test), val_list=str(good))
+    dm = FolderDataModule(str(tmp_path), labeled_list=str(labeled), test_list=str(test), validation_list=str(good))
     assert sorted(dm.splits.val.paths()) == ["a/a_2.mp4", "b/b_2.mp4"]
     assert not _keys(dm.splits.val) & _keys(dm.splits.unlabeled)
     for clash in ("a/a_1.mp4 0\n", "b/b_0.mp4 1\n"):
         bad = tmp_path / "bad.txt"
         bad.write_text(clash)
         with pytest.raises(SplitError, match="bad.txt:1"):
-            FolderDataModule(str(tmp_path), labeled_list=str(labeled), test_list=str(test), val_list=str(bad)).splits
+            FolderDataModule(str(tmp_path), labeled_list=str(labeled), test_list=str(test), validation_list=str(bad)).splits
 
 
 def test_bad_val_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="val_fraction"):
         FolderDataModule(str(tmp_path), labeled_per_class=1, val_fraction=1.5)
-    with pytest.raises(ValueError, match="at most one of val_fraction and val_list"):
-        FolderDataModule(str(tmp_path), labeled_per_class=1, val_fraction=0.1, val_list="x.txt")
+    with pytest.raises(ValueError, match="at most one of val_fraction and validation_list"):
+        FolderDataModule(str(tmp_path), labeled_per_class=1, val_fraction=0.1, validation_list="x.txt")
 
 
 def test_validating_on_test_warns_at_fit(tmp_path):
