@@ -4,6 +4,8 @@
   ``class_path`` (any ``ssvar.methods`` method, any ``ssvar.data`` DataModule).
 * ``ssvar splits make|verify ...``: class-balanced labelled subsets and their checks.
 * ``ssvar check-videos ROOT``: list unreadable or too-short videos (exit status 1 if any).
+* ``ssvar prepare-videos SRC DST``: re-encode a dataset to a small short side and short GOP
+  (``ssvar.data.prepare``), verified, resumable.
 * ``ssvar predict --ckpt X.ckpt VIDEO_OR_FOLDER ...``: top-k classes of new videos
   (``ssvar.predict``); with ``--config`` it is LightningCLI's predict on a data module instead.
 """
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from ssvar.data.check import check_videos_main
 
         return check_videos_main(argv[1:])
+    if argv and argv[0] == "prepare-videos":
+        from ssvar.data.prepare import prepare_videos_main
+
+        return prepare_videos_main(argv[1:])
     if argv and argv[0] == "predict" and not _lightning_predict(argv[1:]):
         from ssvar.predict import predict_main
 
