@@ -63,6 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=112)
     p.add_argument("--short-side", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--decoder", default="pyav", help="ssvar's decoder: pyav (sparse decoding, default), pyav-full, torchcodec")
     p.add_argument("--write", action="store_true", help=f"write/update the section in {RESULTS.name}")
     p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -201,7 +202,8 @@ def main(argv=None) -> dict:
     augment = AugmentConfig(crop_size=args.crop)
     views = {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")}
     ds = VideoDataset(
-        root, index, views, num_frames=args.frames, stride=args.stride, augment=augment, short_side=args.short_side, train=True
+        root, index, views, num_frames=args.frames, stride=args.stride, augment=augment, short_side=args.short_side, train=True,
+        decoder=args.decoder,
     )
     weak, strong = weak_transform(augment), strong_transform(augment)
 

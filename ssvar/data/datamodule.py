@@ -120,7 +120,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             unlabelled = train - labelled (SVFormer, TimeBalance).
         check_files: at setup, fail on the first listed file that does not exist (with its list
             file and line).
-        decoder: ``"pyav"`` or ``"torchcodec"``.
+        decoder: ``"pyav"`` (sparse decoding), ``"pyav-full"`` (every frame decoded) or ``"torchcodec"``.
         max_retries: unreadable videos skipped per sample before giving up.
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
         seed: seed of the labelled resampler and of generated splits.
@@ -149,7 +149,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         labeled_in_unlabeled: bool = False,
         check_files: bool = True,
-        decoder: Literal["pyav", "torchcodec"] = "pyav",
+        decoder: Literal["pyav", "pyav-full", "torchcodec"] = "pyav",
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
         seed: int = 0,

@@ -8,10 +8,19 @@ time, so clip strides keep a constant duration.
 Only frames that are kept are converted to RGB, straight to the working size with FFmpeg's
 swscale (``frame.reformat``): decode dominates, so a frame is never decoded twice and a dropped
 frame is never converted.
+
+Sparse decoding (``skip_nonref``, on by default): between needed frames, FFmpeg is told to skip
+non-reference frames (``skip_frame = NONREF``: no other frame is predicted from them, so skipping
+them changes no other frame), and switched back to decoding every frame for the packets whose
+time falls on a needed frame. The frames returned are identical to a full decode; where that
+cannot be guaranteed (a variable-frame-rate target that would take a skipped frame), the video
+is decoded again in full. It pays on streams with non-reference frames (B-frames: most H.264
+from cameras and the web, MPEG-4 with B-frames); on streams without any it costs nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from dataclasses import dataclass
@@ -74,11 +83,14 @@ class PyAVDecoder:
         threads: FFmpeg decoding threads per video; 1 is best with several DataLoader workers.
         seek_margin: when the first needed frame is this close to the start, decode from the
             start instead of seeking (a seek costs more than decoding a few frames).
+        skip_nonref: do not decode non-reference frames that no target needs (exact: the
+            returned frames equal a full decode's; see the module notes).
     """
 
-    def __init__(self, threads: int = 1, seek_margin: int = 8):
+    def __init__(self, threads: int = 1, seek_margin: int = 8, skip_nonref: bool = True):
         self.threads = threads
         self.seek_margin = seek_margin
+        self.skip_nonref = skip_nonref
 
     # -- metadata -------------------------------------------------------------------------
     @staticmethod
@@ -131,7 +143,14 @@ class PyAVDecoder:
                 raise ValueError("the frame plan selected no frames")
             if wanted[0] < 0:
                 raise ValueError(f"negative frame index {wanted[0]} in the frame plan")
-            frames = self._decode_indices(container, stream, info, wanted, short_side, path)
+            stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
+            stream.thread_count = self.threads
+            try:
+                frames = self._decode_indices(container, stream, info, wanted, short_side, path, self.skip_nonref)
+            except _SkippedNeededFrame:  # rare (variable frame rate): decode everything instead
+                stream.codec_context.skip_frame = "DEFAULT"
+                container.seek(0, stream=stream, backward=True, any_frame=False)
+                frames = self._decode_indices(container, stream, info, wanted, short_side, path, False)
             return torch.from_numpy(np.stack(frames)), wanted, info
         except VideoDecodeError:
             raise
@@ -142,9 +161,7 @@ class PyAVDecoder:
         finally:
             container.close()
 
-    def _decode_indices(self, container, stream, info: VideoInfo, wanted: list[int], short_side, path):
-        stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
-        stream.thread_count = self.threads
+    def _decode_indices(self, container, stream, info: VideoInfo, wanted: list[int], short_side, path, sparse: bool = False):
         out_w, out_h = resized_shape(info.width, info.height, short_side)
         tb = stream.time_base or Fraction(1, 1)
         start_pts = stream.start_time if stream.start_time is not None else 0
@@ -166,8 +183,10 @@ class PyAVDecoder:
                 cache[0], cache[1] = f, _to_rgb(f, out_w, out_h)
             return cache[1]
 
+        skipped: list[float] = []  # times of packets decoded with NONREF (maybe not decoded)
+        frames = _sparse_frames(container, stream, targets, half, skipped) if sparse else container.decode(stream)
         k, last, first = 0, None, True
-        for frame in container.decode(stream):
+        for frame in frames:
             t = frame.time
             if t is None:
                 continue
@@ -175,11 +194,14 @@ class PyAVDecoder:
                 # The seek overshot (bad index): decode from the beginning instead.
                 container.seek(0, stream=stream, backward=True, any_frame=False)
                 seeked, first = False, False
+                skipped.clear()
                 continue
             first = False
             # A target takes the first frame inside its +-half window; when a frame lands past
             # the window (variable frame rate), the frame on screen at that time is the previous one.
             while k < len(wanted) and t >= targets[k] - half:
+                if t > targets[k] + half and last is not None and _skipped_between(skipped, last.time, t):
+                    raise _SkippedNeededFrame  # the frame on screen at targets[k] was skipped
                 result.append(rgb(frame) if (t <= targets[k] + half or last is None) else rgb(last))
                 k += 1
             last = frame
@@ -187,10 +209,43 @@ class PyAVDecoder:
                 break
         if last is None:
             raise VideoDecodeError(path, "no frame could be decoded")
+        if k < len(wanted) and _skipped_between(skipped, last.time, math.inf):
+            raise _SkippedNeededFrame  # the true last frame (repeated below) was skipped
         # Past the end (the header over-counted frames, or a truncated file): repeat the last frame.
         while len(result) < len(wanted):
             result.append(rgb(last))
         return result
+
+
+class _SkippedNeededFrame(Exception):
+    """Sparse decoding skipped a frame a target turned out to need."""
+
+
+def _sparse_frames(container, stream, targets: list[float], half: float, skipped: list[float]):
+    """Decoded frames (presentation order) of ``stream`` from the current position, with
+    FFmpeg's ``skip_frame`` set per packet: ``NONREF`` for packets no target needs (non-reference
+    frames among them are not decoded; their times go to ``skipped``), ``DEFAULT`` for packets
+    inside a target's +-half window and packets without a time (flush, some AVI)."""
+    cc = stream.codec_context
+    lows = [t - half for t in targets]  # sorted, like the targets
+    tb = stream.time_base
+    mode = "DEFAULT"
+    for packet in container.demux(stream):
+        needed = True
+        if packet.pts is not None and tb is not None:
+            t = float(packet.pts * tb)
+            j = bisect.bisect_right(lows, t) - 1  # the last target window starting at or before t
+            needed = j >= 0 and t <= targets[j] + half
+            if not needed:
+                skipped.append(t)
+        want = "DEFAULT" if needed else "NONREF"
+        if want != mode:
+            cc.skip_frame = mode = want
+        yield from cc.decode(packet)
+
+
+def _skipped_between(skipped: list[float], lo: float, hi: float) -> bool:
+    return any(lo < s < hi for s in skipped)
 
 
 def check_file(path: str) -> None:
@@ -208,11 +263,14 @@ def _to_rgb(frame, width: int, height: int) -> np.ndarray:
 
 
 def decoder_from_name(name: str, threads: int = 1) -> Decoder:
-    """``"pyav"`` (default) or ``"torchcodec"`` (needs system FFmpeg and the optional extra)."""
+    """``"pyav"`` (default, sparse decoding on), ``"pyav-full"`` (every frame decoded) or
+    ``"torchcodec"`` (needs system FFmpeg and the optional extra)."""
     if name == "pyav":
         return PyAVDecoder(threads=threads)
+    if name == "pyav-full":
+        return PyAVDecoder(threads=threads, skip_nonref=False)
     if name == "torchcodec":
         from ssvar.data.decode_torchcodec import TorchCodecDecoder
 
         return TorchCodecDecoder()
-    raise ValueError(f"unknown decoder {name!r}; choose 'pyav' or 'torchcodec'")
+    raise ValueError(f"unknown decoder {name!r}; choose 'pyav', 'pyav-full' or 'torchcodec'")
