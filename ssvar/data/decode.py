@@ -146,7 +146,10 @@ class PyAVDecoder:
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
             stream.thread_count = self.threads
             try:
-                frames = self._decode_indices(container, stream, info, wanted, short_side, path, self.skip_nonref)
+                # Only streams with B-frames have non-reference frames worth skipping (measured:
+                # on streams without, the per-packet loop costs ~5% for nothing).
+                sparse = self.skip_nonref and bool(stream.codec_context.has_b_frames)
+                frames = self._decode_indices(container, stream, info, wanted, short_side, path, sparse)
             except _SkippedNeededFrame:  # rare (variable frame rate): decode everything instead
                 stream.codec_context.skip_frame = "DEFAULT"
                 container.seek(0, stream=stream, backward=True, any_frame=False)
@@ -184,7 +187,8 @@ class PyAVDecoder:
             return cache[1]
 
         skipped: list[float] = []  # times of packets decoded with NONREF (maybe not decoded)
-        frames = _sparse_frames(container, stream, targets, half, skipped) if sparse else container.decode(stream)
+        state = {"flushed": False}
+        frames = _sparse_frames(container, stream, targets, half, skipped, state) if sparse else container.decode(stream)
         k, last, first = 0, None, True
         for frame in frames:
             t = frame.time
@@ -192,6 +196,8 @@ class PyAVDecoder:
                 continue
             if first and seeked and t > targets[0] + half:
                 # The seek overshot (bad index): decode from the beginning instead.
+                if sparse:
+                    raise _SkippedNeededFrame  # (rare) the full decode below starts from 0
                 container.seek(0, stream=stream, backward=True, any_frame=False)
                 seeked, first = False, False
                 skipped.clear()
@@ -209,26 +215,34 @@ class PyAVDecoder:
                 break
         if last is None:
             raise VideoDecodeError(path, "no frame could be decoded")
-        if k < len(wanted) and _skipped_between(skipped, last.time, math.inf):
-            raise _SkippedNeededFrame  # the true last frame (repeated below) was skipped
+        if k < len(wanted) and (state["flushed"] or _skipped_between(skipped, last.time, math.inf)):
+            raise _SkippedNeededFrame  # the true last frame (repeated below) was skipped or not reached
         # Past the end (the header over-counted frames, or a truncated file): repeat the last frame.
         while len(result) < len(wanted):
             result.append(rgb(last))
         return result
 
 
+_REORDER_PEEK = 16  # packets checked after the last needed one (x264 allows at most 16 B-frames)
+
+
 class _SkippedNeededFrame(Exception):
     """Sparse decoding skipped a frame a target turned out to need."""
 
 
-def _sparse_frames(container, stream, targets: list[float], half: float, skipped: list[float]):
+def _sparse_frames(container, stream, targets: list[float], half: float, skipped: list[float], state: dict):
     """Decoded frames (presentation order) of ``stream`` from the current position, with
     FFmpeg's ``skip_frame`` set per packet: ``NONREF`` for packets no target needs (non-reference
     frames among them are not decoded; their times go to ``skipped``), ``DEFAULT`` for packets
-    inside a target's +-half window and packets without a time (flush, some AVI)."""
+    inside a target's +-half window and packets without a time (flush, some AVI).
+
+    Once every target's window has had its packet, the decoder is flushed instead of being fed
+    the packets after (only there to push the reordered last frames out); ``state["flushed"]``
+    says so."""
     cc = stream.codec_context
     lows = [t - half for t in targets]  # sorted, like the targets
     tb = stream.time_base
+    covered: set[int] = set()
     mode = "DEFAULT"
     for packet in container.demux(stream):
         needed = True
@@ -236,12 +250,31 @@ def _sparse_frames(container, stream, targets: list[float], half: float, skipped
             t = float(packet.pts * tb)
             j = bisect.bisect_right(lows, t) - 1  # the last target window starting at or before t
             needed = j >= 0 and t <= targets[j] + half
-            if not needed:
+            if needed:
+                covered.add(j)
+            else:
                 skipped.append(t)
         want = "DEFAULT" if needed else "NONREF"
         if want != mode:
             cc.skip_frame = mode = want
         yield from cc.decode(packet)
+        if len(covered) == len(targets) and packet.size:
+            # With a variable frame rate a window may hold a second, earlier-shown frame still
+            # to come in decode order: look at the next packets (demuxed, not decoded) first.
+            for n, later in enumerate(container.demux(stream)):
+                if n >= _REORDER_PEEK:
+                    break
+                if later.pts is not None:
+                    t = float(later.pts * tb)
+                    j = bisect.bisect_right(lows, t) - 1
+                    if j >= 0 and t <= targets[j] + half:
+                        raise _SkippedNeededFrame
+            state["flushed"] = True
+            for frame in cc.decode(None):
+                if frame.time_base is None:  # frames out of a flush carry no time base
+                    frame.time_base = tb
+                yield frame
+            return
 
 
 def _skipped_between(skipped: list[float], lo: float, hi: float) -> bool:

@@ -135,7 +135,7 @@ def _encode(src: str, tmp: str, s: PrepareSettings) -> dict:
             ost.codec_context.time_base = tb
             ost.codec_context.gop_size = s.gop
             opts = {"crf": str(s.crf), "preset": s.preset, "threads": "1",
-                    "x264-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes={s.bframes}"}
+                    "x264-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes={s.bframes}:b-pyramid=none"}
             if s.tune:
                 opts["tune"] = s.tune
             ost.options = opts
