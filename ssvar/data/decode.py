@@ -14,8 +14,8 @@ non-reference frames (``skip_frame = NONREF``: no other frame is predicted from 
 them changes no other frame), and switched back to decoding every frame for the packets whose
 time falls on a needed frame. The frames returned are identical to a full decode; where that
 cannot be guaranteed (a variable-frame-rate target that would take a skipped frame), the video
-is decoded again in full. It pays on streams with non-reference frames (B-frames: most H.264
-from cameras and the web, MPEG-4 with B-frames); on streams without any it costs nothing.
+is decoded again in full. It is used on streams that report B-frames (most H.264 from cameras
+and the web, MPEG-4 with B-frames), with one decoding thread; other streams take the plain loop.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class PyAVDecoder:
         seek_margin: when the first needed frame is this close to the start, decode from the
             start instead of seeking (a seek costs more than decoding a few frames).
         skip_nonref: do not decode non-reference frames that no target needs (exact: the
-            returned frames equal a full decode's; see the module notes).
+            returned frames equal a full decode's; see the module notes). Used with
+            ``threads=1`` on streams with B-frames.
     """
 
     def __init__(self, threads: int = 1, seek_margin: int = 8, skip_nonref: bool = True):
@@ -147,8 +148,9 @@ class PyAVDecoder:
             stream.thread_count = self.threads
             try:
                 # Only streams with B-frames have non-reference frames worth skipping (measured:
-                # on streams without, the per-packet loop costs ~5% for nothing).
-                sparse = self.skip_nonref and bool(stream.codec_context.has_b_frames)
+                # on streams without, the per-packet loop costs up to ~5% for nothing). Checked
+                # exact with one decoding thread (the loader's setting), so only there.
+                sparse = self.skip_nonref and self.threads <= 1 and bool(stream.codec_context.has_b_frames)
                 frames = self._decode_indices(container, stream, info, wanted, short_side, path, sparse)
             except _SkippedNeededFrame:  # rare (variable frame rate): decode everything instead
                 stream.codec_context.skip_frame = "DEFAULT"
