@@ -369,7 +369,8 @@ def prepare_videos(
 
     try:
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(workers) as ex:
+            ex = ProcessPoolExecutor(workers)
+            try:
                 futures = {ex.submit(_job, j): j for j in jobs}
                 for fut in as_completed(futures):
                     try:
@@ -377,6 +378,10 @@ def prepare_videos(
                     except BrokenProcessPool as e:  # a worker died (FFmpeg crash, out of memory)
                         j = futures[fut]
                         record(PrepareResult(j[2], output_path(j[2]), "failed", f"worker process died: {e}"))
+            except BaseException:  # Ctrl-C: do not wait for the queued videos
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
+            ex.shutdown()
         else:
             for j in jobs:
                 record(_job(j))
@@ -435,6 +440,9 @@ def prepare_videos_main(argv: list[str]) -> int:
                                  not args.no_copy_other, not args.quiet)
     except (ValueError, OSError) as e:
         p.error(str(e))
+    except KeyboardInterrupt:
+        print("interrupted: finished videos are kept; run the same command again to resume", file=sys.stderr)
+        return 130
     bad = [r for r in results.values() if r.status == "failed"]
     for r in sorted(bad, key=lambda r: r.source):
         print(f"FAILED  {r.source}: {r.problem}")
