@@ -129,7 +129,7 @@ class VideoDataset(Dataset):
             (default ``crop_size * 8 / 7``, e.g. 128 for 112).
         train: random clip centres (train) or uniformly spaced ones (evaluation).
         labeled: ``False`` hides the label: ``label`` is -1 and the truth goes to ``hidden_label``.
-        decoder: ``"pyav"`` or ``"torchcodec"``.
+        decoder: ``"pyav"`` (sparse decoding), ``"pyav-full"`` or ``"torchcodec"``.
         max_retries: broken videos skipped (replaced by random others) before giving up.
         short_policy: what a clip does in a video shorter than its span (see :mod:`sampling`).
     """
