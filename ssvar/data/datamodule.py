@@ -123,6 +123,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         decoder: ``"pyav"`` (sparse decoding), ``"pyav-full"`` (every frame decoded) or ``"torchcodec"``.
         max_retries: unreadable videos skipped per sample before giving up.
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
+        gop_aware_shift: training clips may move by up to this many frames onto frames that are
+            cheaper to decode (0: off; see :class:`~ssvar.data.dataset.VideoDataset`).
         seed: seed of the labelled resampler and of generated splits.
         persistent_workers: keep workers between epochs.
     """
@@ -152,6 +154,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         decoder: Literal["pyav", "pyav-full", "torchcodec"] = "pyav",
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
+        gop_aware_shift: int = 0,
         seed: int = 0,
         persistent_workers: bool = True,
     ):
@@ -190,6 +193,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.decoder = decoder
         self.max_retries = max_retries
         self.short_policy = short_policy
+        self.gop_aware_shift = gop_aware_shift
         self.seed = seed
         self.persistent_workers = persistent_workers
         self._splits: Splits | None = None
@@ -249,6 +253,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             decoder=self.decoder,
             max_retries=self.max_retries,
             short_policy=self.short_policy,
+            gop_aware_shift=self.gop_aware_shift,
         )
 
     def _world(self) -> tuple[int, int]:

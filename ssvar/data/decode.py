@@ -134,11 +134,52 @@ class PyAVDecoder:
         finally:
             container.close()
 
+    def reference_map(self, path: str) -> "ReferenceMap":
+        """Which frames are keyframes and which are reference frames, from the packets alone
+        (demuxed, not decoded). What the GOP-aware sampler (``VideoDataset(gop_aware_shift=...)``)
+        costs its candidate clips with. ``decode(..., references=cache)`` reads the same from the
+        container it has open anyway (opening a file costs ~10x the demux of a short clip)."""
+        container = self._open(path)
+        try:
+            return self._reference_map(container, *reversed(self._stream_info(container, path)))
+        except VideoDecodeError:
+            raise
+        except Exception as e:
+            raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from None
+        finally:
+            container.close()
+
+    @staticmethod
+    def _reference_map(container, stream, info: VideoInfo) -> "ReferenceMap":
+        tb = stream.time_base or Fraction(1, 1)
+        start = float((stream.start_time or 0) * tb)
+        cc = stream.codec_context
+        nal_len = _avcc_length_size(cc.extradata) if cc.name == "h264" else None
+        is_ref = np.ones(info.num_frames, dtype=bool)
+        keys: list[int] = []
+        for packet in container.demux(stream):
+            if packet.pts is None or not packet.size:
+                continue
+            i = int(round((float(packet.pts * tb) - start) * info.fps))
+            if not 0 <= i < info.num_frames:
+                continue
+            if packet.is_keyframe:
+                keys.append(i)
+            if cc.name == "h264":
+                is_ref[i] = _h264_is_reference(bytes(packet), nal_len)
+        return ReferenceMap(is_ref=is_ref, keyframes=np.array(sorted(set(keys)) or [0], dtype=np.int64))
+
     # -- decoding -------------------------------------------------------------------------
-    def decode(self, path: str, plan: FramePlan, short_side: int | None = None):
+    def decode(self, path: str, plan: FramePlan, short_side: int | None = None, references: dict | None = None):
+        """See :class:`Decoder`. ``references``: a cache ``path -> ReferenceMap``; when given
+        and ``path`` is not in it yet, it is filled (from the packets of this open container)
+        before ``plan`` is called, so a plan can choose frames by their type."""
         container = self._open(path)
         try:
             info, stream = self._stream_info(container, path)
+            if references is not None and path not in references:
+                references[path] = self._reference_map(container, stream, info)
+                container.seek(0, stream=stream, backward=True, any_frame=False)  # back to the start
             wanted = sorted({int(i) for i in plan(info)})
             if not wanted:
                 raise ValueError("the frame plan selected no frames")
@@ -281,6 +322,48 @@ def _sparse_frames(container, stream, targets: list[float], half: float, skipped
 
 def _skipped_between(skipped: list[float], lo: float, hi: float) -> bool:
     return any(lo < s < hi for s in skipped)
+
+
+@dataclass(frozen=True)
+class ReferenceMap:
+    """Per frame index: ``is_ref`` (False: no other frame is predicted from it, so sparse
+    decoding skips it unless it is needed; True where unknown) and the sorted ``keyframes``."""
+
+    is_ref: np.ndarray
+    keyframes: np.ndarray
+
+
+def _avcc_length_size(extradata: bytes | None) -> int | None:
+    """NAL length-prefix size of avcC extradata (MP4/MKV); ``None``: Annex B start codes."""
+    if extradata and len(extradata) > 4 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    return None
+
+
+def _h264_nal_units(data: bytes, length_size: int | None):
+    if length_size is not None:
+        pos = 0
+        while pos + length_size <= len(data):
+            size = int.from_bytes(data[pos : pos + length_size], "big")
+            pos += length_size
+            if size <= 0:
+                return
+            yield data[pos : pos + size]
+            pos += size
+    else:
+        for unit in data.split(b"\x00\x00\x01"):
+            unit = unit.rstrip(b"\x00")
+            if unit:
+                yield unit
+
+
+def _h264_is_reference(data: bytes, length_size: int | None) -> bool:
+    """H.264: a picture is a reference when its slices' ``nal_ref_idc`` is non-zero (what
+    FFmpeg's ``skip_frame = NONREF`` tests). Unknown (no slice found): reference."""
+    for unit in _h264_nal_units(data, length_size):
+        if unit and (unit[0] & 0x1F) in (1, 5):  # coded slice (non-IDR / IDR)
+            return bool(unit[0] & 0x60)
+    return True
 
 
 def check_file(path: str) -> None:
