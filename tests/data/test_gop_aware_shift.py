@@ -149,3 +149,12 @@ def test_bad_arguments(bframe_video):
         make_dataset(bframe_video, gop_aware_shift=-1)
     with pytest.raises(ValueError, match="gop_aware_shift needs the decoder"):
         make_dataset(bframe_video, gop_aware_shift=1, decoder="torchcodec")
+
+
+def test_data_module_passes_the_option_on(bframe_video):
+    from ssvar.data.datamodule import FolderDataModule
+
+    index = VideoIndex([VideoRecord(bframe_video, 0)], ["a"])
+    for n in (0, 2):
+        dm = FolderDataModule("", labeled_per_class=1, gop_aware_shift=n)
+        assert dm.dataset(index, {"v": ViewSpec()}, train=True).gop_aware_shift == n
