@@ -16,6 +16,10 @@ time falls on a needed frame. The frames returned are identical to a full decode
 cannot be guaranteed (a variable-frame-rate target that would take a skipped frame), the video
 is decoded again in full. It is used on streams that report B-frames (most H.264 from cameras
 and the web, MPEG-4 with B-frames), with one decoding thread; other streams take the plain loop.
+
+Which frames are reference frames and keyframes (:class:`ReferenceMap`) can be read from the
+packets without decoding (H.264 only; ``decode(..., references=cache)``): the GOP-aware clip
+sampler (``VideoDataset(gop_aware_shift=N)``) places clips with it.
 """
 
 from __future__ import annotations

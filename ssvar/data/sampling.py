@@ -16,6 +16,9 @@ Short videos (fewer frames than the clip spans) follow a defined policy, ``short
   and the motion direction; a video shorter than ``num_frames`` repeats its last frame.
 * ``"loop"``: wrap around to the start (mmaction2's ``out_of_bound_opt="loop"``).
 * ``"repeat_last"``: clamp to the last frame.
+
+:func:`gop_aware_shift` (training option, off by default) moves a sample's frames by a frame or
+two to where sparse decoding decodes fewer frames.
 """
 
 from __future__ import annotations
