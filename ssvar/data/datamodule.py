@@ -187,9 +187,11 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             configs). Either way a warning gives the count.
         check_files: at setup, fail on the first listed file that does not exist (with its list
             file and line).
-        decoder: ``"pyav"`` or ``"torchcodec"``.
+        decoder: ``"pyav"`` (sparse decoding), ``"pyav-full"`` (every frame decoded) or ``"torchcodec"``.
         max_retries: unreadable videos skipped per sample before giving up.
         short_policy: clips longer than the video: ``"shrink_stride"``, ``"loop"`` or ``"repeat_last"``.
+        gop_aware_shift: training clips may move by up to this many frames onto frames that are
+            cheaper to decode (0: off; see :class:`~ssvar.data.dataset.VideoDataset`).
         seed: seed of the labelled resampler and of generated splits.
         persistent_workers: keep workers between epochs.
         allow_duplicates: accept a video listed twice in one split list (a warning instead of
@@ -230,9 +232,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         labeled_in_unlabeled: bool = False,
         labeled_list_labels: Literal["train_list", "list"] = "train_list",
         check_files: bool = True,
-        decoder: Literal["pyav", "torchcodec"] = "pyav",
+        decoder: Literal["pyav", "pyav-full", "torchcodec"] = "pyav",
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
+        gop_aware_shift: int = 0,
         seed: int = 0,
         persistent_workers: bool = True,
         allow_duplicates: bool = False,
@@ -286,6 +289,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.decoder = decoder
         self.max_retries = max_retries
         self.short_policy = short_policy
+        self.gop_aware_shift = gop_aware_shift
         self.seed = seed
         self.persistent_workers = persistent_workers
         self.allow_duplicates = allow_duplicates
@@ -412,6 +416,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             max_retries=self.max_retries,
             short_policy=self.short_policy,
             skip_broken=skip_broken,
+            gop_aware_shift=self.gop_aware_shift,
         )
 
     def _world(self) -> tuple[int, int]:

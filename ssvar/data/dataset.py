@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ssvar.components.temporal_gradient import split_rgb_tg
-from ssvar.data.decode import Decoder, VideoDecodeError, VideoInfo, decoder_from_name
+from ssvar.data.decode import Decoder, ReferenceMap, VideoDecodeError, VideoInfo, decoder_from_name
 from ssvar.data.index import VideoIndex
-from ssvar.data.sampling import ShortPolicy, clip_indices, random_centre, uniform_centres
+from ssvar.data.sampling import ShortPolicy, clip_indices, gop_aware_shift, random_centre, uniform_centres
 from ssvar.data.transforms import AugmentConfig, TemporalWarp, as_video, strong_transform, test_crops, weak_transform
 
 log = logging.getLogger(__name__)
@@ -144,13 +144,20 @@ class VideoDataset(Dataset):
             (default ``crop_size * 8 / 7``, e.g. 128 for 112).
         train: random clip centres (train) or uniformly spaced ones (evaluation).
         labeled: ``False`` hides the label: ``label`` is -1 and the truth goes to ``hidden_label``.
-        decoder: ``"pyav"`` or ``"torchcodec"``.
+        decoder: ``"pyav"`` (sparse decoding), ``"pyav-full"`` or ``"torchcodec"``.
         max_retries: broken videos skipped (replaced by random others) before giving up.
         short_policy: what a clip does in a video shorter than its span (see :mod:`sampling`).
         skip_broken: never substitute: a broken video gives a marker sample
             (``{"index", "skipped", "reason"}``) that :func:`collate_skipping` leaves out of the
             batch and lists in ``batch["skipped"]``. Evaluation uses it (a substituted video would
             be scored twice and the broken one never); training replaces broken videos.
+        gop_aware_shift: training only, off (0) by default: move each sample's frames (every
+            view together) by up to this many frames to where they are cheapest to decode
+            (needed frames on reference frames, which are decoded anyway, and a shorter run
+            from the keyframe; see :func:`ssvar.data.sampling.gop_aware_shift`). Changes which
+            frames are sampled (slightly biased towards such positions), never what a frame
+            decodes to. Reads each video's frame types once per worker (packets only, H.264;
+            other codecs count every frame as a reference). Decoders ``"pyav"``/``"pyav-full"``.
     """
 
     def __init__(
@@ -169,6 +176,7 @@ class VideoDataset(Dataset):
         max_retries: int = 10,
         short_policy: ShortPolicy = "shrink_stride",
         skip_broken: bool = False,
+        gop_aware_shift: int = 0,
     ):
         if not views:
             raise ValueError("a dataset needs at least one view")
@@ -177,6 +185,10 @@ class VideoDataset(Dataset):
                 raise ValueError(f"view {name!r} has same_as={v.same_as!r}, which is not a view ({list(views)})")
             if v.same_as is not None and views[v.same_as].independent_clips:
                 raise ValueError(f"view {name!r} is same_as {v.same_as!r}, whose clips are augmented independently")
+        if gop_aware_shift < 0:
+            raise ValueError(f"gop_aware_shift must be >= 0, got {gop_aware_shift}")
+        if gop_aware_shift and decoder not in ("pyav", "pyav-full"):
+            raise ValueError(f"gop_aware_shift needs the decoder 'pyav' or 'pyav-full', got {decoder!r}")
         if len(index) == 0:
             raise ValueError(f"empty video index for dataset at {root}")
         self.root = root
@@ -199,6 +211,8 @@ class VideoDataset(Dataset):
         self.max_retries = max_retries
         self.short_policy = short_policy
         self.skip_broken = skip_broken
+        self.gop_aware_shift = gop_aware_shift
+        self._refs: dict[str, ReferenceMap] = {}  # per worker: frame types of videos seen
         self._weak = weak_transform(augment)
         self._strong = strong_transform(augment)
 
@@ -302,9 +316,15 @@ class VideoDataset(Dataset):
 
         def plan(info: VideoInfo):
             plans.update(self._plan(info))
+            if self.train and self.gop_aware_shift:
+                self._shift_to_cheap_frames(path, plans, info)
             return np.concatenate([c for clips in plans.values() for c in clips])
 
-        frames, kept, _ = self.decoder.decode(self.path(i), plan, short_side=self.short_side)
+        path = self.path(i)
+        if self.train and self.gop_aware_shift:  # the decoder reads the frame types (once per video)
+            frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side, references=self._refs)
+        else:
+            frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side)
         pos = {f: j for j, f in enumerate(kept)}
         clips = {k: [frames[[pos[int(f)] for f in c]] for c in v] for k, v in plans.items()}
         out = self._augment(clips)
@@ -315,6 +335,15 @@ class VideoDataset(Dataset):
             out["label"] = -1
             out["hidden_label"] = label
         return out
+
+    def _shift_to_cheap_frames(self, path: str, plans: dict[str, list[np.ndarray]], info: VideoInfo) -> None:
+        refs = self._refs[path]  # filled by the decoder from the open file before the plan
+        wanted = np.concatenate([c for clips in plans.values() for c in clips])
+        margin = getattr(self.decoder, "seek_margin", 8)
+        s = gop_aware_shift(wanted, info.num_frames, refs.is_ref, refs.keyframes, self.gop_aware_shift, margin)
+        if s:
+            for k in plans:
+                plans[k] = [c + s for c in plans[k]]
 
     def _augment(self, clips: dict[str, list[torch.Tensor]]) -> dict:
         out: dict[str, torch.Tensor] = {}

@@ -16,6 +16,9 @@ Short videos (fewer frames than the clip spans) follow a defined policy, ``short
   and the motion direction; a video shorter than ``num_frames`` repeats its last frame.
 * ``"loop"``: wrap around to the start (mmaction2's ``out_of_bound_opt="loop"``).
 * ``"repeat_last"``: clamp to the last frame.
+
+:func:`gop_aware_shift` (training option, off by default) moves a sample's frames by a frame or
+two to where sparse decoding decodes fewer frames.
 """
 
 from __future__ import annotations
@@ -88,3 +91,34 @@ def tiling_offsets(
     step = num_frames // num_clips * stride
     half_big, half_small = (num_frames - 1) * stride / 2, (clip_frames - 1) * clip_stride / 2
     return tuple(float(j * step + half_small - half_big) for j in range(num_clips))
+
+
+def gop_aware_shift(
+    indices: np.ndarray, num_frames: int, is_ref: np.ndarray, keyframes: np.ndarray, max_shift: int, seek_margin: int = 8
+) -> int:
+    """The shift ``s`` (``|s| <= max_shift``) of a sample's frame indices that makes them
+    cheapest to decode with sparse decoding; 0 when nothing is cheaper or ``max_shift`` is 0.
+
+    Cost of a candidate = the frames the decoder must decode: the reference frames from the
+    keyframe it seeks to (or frame 0 within ``seek_margin``) to the last needed frame, plus the
+    needed frames that are not reference frames (sparse decoding would skip those otherwise).
+    Candidates keep every index inside ``[0, num_frames)``; ties go to the smallest ``|s|``,
+    then to the earlier start. A heuristic: it only chooses the indices; the decode is exact.
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    wanted = np.unique(np.asarray(indices, dtype=np.int64))
+    if max_shift == 0 or wanted.size == 0:
+        return 0
+    ref_before = np.concatenate([[0], np.cumsum(is_ref[:num_frames], dtype=np.int64)])  # refs in [0, i)
+    best, best_key = 0, None
+    for s in sorted(range(-max_shift, max_shift + 1), key=lambda s: (abs(s), s)):
+        lo, hi = int(wanted[0]) + s, int(wanted[-1]) + s
+        if lo < 0 or hi >= num_frames:
+            continue
+        k = np.searchsorted(keyframes, lo, side="right") - 1
+        first = int(keyframes[k]) if k >= 0 and lo > seek_margin else 0
+        cost = int(ref_before[hi + 1] - ref_before[first]) + int(np.count_nonzero(~is_ref[wanted + s]))
+        if best_key is None or cost < best_key:
+            best, best_key = s, cost
+    return best
