@@ -3,6 +3,7 @@ pytest puts this folder on ``sys.path`` for its conftest)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def tiny_tree(video_factory, tmp_path) -> Path:
         for i in range(3):
             video_factory(f"tree/{c}/{c}_{i}.mp4", num_frames=24)
     return tmp_path / "tree"
+
+
+@pytest.fixture(autouse=True)
+def _wandb_service_per_test():
+    """Stop W&B's background service after a test that used it: the service outlives the run and
+    resolves the next run's relative `save_dir` against the folder it was started in (an earlier
+    test's), so the next test's files would land there."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and hasattr(wandb, "teardown"):
+        wandb.teardown()
