@@ -555,6 +555,50 @@ class SemiSupervisedModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+class SelfSupervisedPretraining(SemiSupervisedModule):
+    """Base of the self-supervised pretraining stages (:class:`~ssvar.methods.TimeBalancePretrain`,
+    :class:`~ssvar.methods.ClipContrastive`): no classifier, unlabelled views only, and one
+    method to write, :meth:`pretext_losses`. Validation does nothing and testing is an error:
+    a pretrained backbone is evaluated by starting a method from it (``init_backbone_from``)."""
+
+    def pretext_losses(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one batch of normalised unlabelled views."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (there is no classifier in pretraining)."""
+        return self.backbone(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        views = batch["unlabeled"]
+        losses = self.pretext_losses(views)
+        loss = sum(losses.values())
+        bs = next(iter(views.values())).shape[0]
+        for name, v in losses.items():
+            self.log(f"train/loss_{name}", v, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
+        self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
+        return loss
+
+    # No classifier: nothing to validate, test or predict.
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        return None
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        raise RuntimeError(
+            f"{type(self).__name__} has no classifier to test: start a method from it with "
+            "init_backbone_from (TimeBalance: fine-tune a teacher, stage 2)"
+        )
+
+    def precise_bn_forward(self, batch: dict) -> None:
+        with torch.no_grad():
+            self.pretext_losses(batch["unlabeled"])
+
+
 def _backbone_config_given() -> bool:
     """True while LightningCLI instantiates the model with a plain-config backbone."""
     try:

@@ -46,7 +46,7 @@ from torch import nn
 
 from ssvar.components.contrastive import ProjectionHead, nt_xent
 from ssvar.data.dataset import ViewSpec
-from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.base import SelfSupervisedPretraining
 
 
 def temporal_contrast(anchor: torch.Tensor, positive: torch.Tensor, variants: list[torch.Tensor], temperature: float) -> torch.Tensor:
@@ -64,7 +64,7 @@ def temporal_contrast(anchor: torch.Tensor, positive: torch.Tensor, variants: li
     return F.cross_entropy(logits, torch.zeros(a.shape[0], dtype=torch.long, device=a.device))
 
 
-class ClipContrastive(SemiSupervisedModule):
+class ClipContrastive(SelfSupervisedPretraining):
     """Instance contrast between two windows of a video, plus time-reversed and sped-up negatives.
 
     Args:
@@ -153,10 +153,6 @@ class ClipContrastive(SemiSupervisedModule):
         return clip[:, :, t // 2 : t // 2 + t], clip[:, :, ::2]
 
     # -- model ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (there is no classifier in this stage)."""
-        return self.backbone(x)
-
     def embed(self, *clips: torch.Tensor) -> list[torch.Tensor]:
         """Projected embeddings of several clip batches ``[B, C, T, H, W]``, in one forward."""
         z = self.projector(self.backbone(torch.cat(clips)))
@@ -182,29 +178,3 @@ class ClipContrastive(SemiSupervisedModule):
         if self.time_weight:
             losses["temporal"] = self.time_weight * temporal_contrast(z_anchor, z_pos, variants, self.temperature)
         return losses
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        views = batch["unlabeled"]
-        losses = self.pretext_losses(views)
-        loss = sum(losses.values())
-        bs = views["anchor"].shape[0]
-        for name, v in losses.items():
-            self.log(f"train/loss_{name}", v, batch_size=bs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
-        self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
-        return loss
-
-    # No classifier: nothing to validate, test or predict.
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        return None
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_metrics.reset()
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        raise RuntimeError("ClipContrastive has no classifier to test: start a method from it with init_backbone_from")
-
-    def precise_bn_forward(self, batch: dict) -> None:
-        with torch.no_grad():
-            self.pretext_losses(batch["unlabeled"])

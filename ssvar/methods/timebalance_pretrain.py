@@ -43,10 +43,10 @@ from torch import nn
 from ssvar.components.contrastive import ProjectionHead, global_local_contrastive, local_local_contrastive, nt_xent
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.sampling import tiling_offsets
-from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.base import SelfSupervisedPretraining
 
 
-class TimeBalancePretrain(SemiSupervisedModule):
+class TimeBalancePretrain(SelfSupervisedPretraining):
     """Instance and temporal contrastive pretraining (TCLR losses with switches).
 
     Args:
@@ -149,10 +149,6 @@ class TimeBalancePretrain(SemiSupervisedModule):
         return {"labeled": {}, "unlabeled": views}
 
     # -- model ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (there is no classifier in this stage)."""
-        return self.backbone(x)
-
     def global_and_slices(self, x: torch.Tensor, slices: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Global feature ``[B, D]`` and ``slices`` time-slice features ``[B, slices, D]`` of a
         clip batch, from one forward (the last feature map pooled over space, then over time
@@ -199,29 +195,3 @@ class TimeBalancePretrain(SemiSupervisedModule):
                 global_local_contrastive(zs[:b], zd[:b], t) + global_local_contrastive(zs[b:], zd[b:], t)
             )
         return losses
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        views = batch["unlabeled"]
-        losses = self.pretext_losses(views)
-        loss = sum(losses.values())
-        bs = views["sparse"].shape[0]
-        for name, v in losses.items():
-            self.log(f"train/loss_{name}", v, batch_size=bs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
-        self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
-        return loss
-
-    # No classifier: nothing to validate, test or predict.
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        return None
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_metrics.reset()
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        raise RuntimeError("TimeBalancePretrain has no classifier to test: fine-tune it (stage 2) first")
-
-    def precise_bn_forward(self, batch: dict) -> None:
-        with torch.no_grad():
-            self.pretext_losses(batch["unlabeled"])
