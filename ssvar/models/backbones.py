@@ -170,14 +170,7 @@ class R3D18(VideoBackbone):
     def init_weights(self) -> None:
         """torchvision ``VideoResNet``'s scheme: conv Kaiming-normal (fan-out, ReLU), BatchNorm
         weight 1 / bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
     def _remap(self, state: dict) -> dict:
         # Accept torchvision's own layout (keys without "net.") as well as ours; drop its fc.
@@ -195,3 +188,22 @@ class R3D18(VideoBackbone):
             x = layer(x)
             out.append(x)
         return out
+
+
+def init_resnet_weights(module: nn.Module) -> None:
+    """The initialisation 3D ResNets share (pytorchvideo's ``init_net_weights(style="resnet")``,
+    torchvision's ``VideoResNet``, MMAction2's ``ResNet3d`` without pretrained weights):
+    convolutions Kaiming-normal (fan-out, ReLU), BatchNorm weight 1 and bias 0 except each
+    bottleneck's last BatchNorm (weight 0), linear layers normal(0, 0.01)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.constant_(m.weight, 0.0 if getattr(m, "block_final_bn", False) else 1.0)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssvar.models.backbones import VideoBackbone
+from ssvar.models.backbones import VideoBackbone, init_resnet_weights
 
 _DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
@@ -76,24 +76,6 @@ class _Stage(nn.Module):
         for block in self.res_blocks:
             x = block(x)
         return x
-
-
-def init_resnet_weights(module: nn.Module) -> None:
-    """The initialisation pytorchvideo gives its ResNets (``init_net_weights(style="resnet")``):
-    convolutions Kaiming-normal (fan-out, ReLU), BatchNorm weight 1 and bias 0 except each
-    bottleneck's last BatchNorm (weight 0), linear layers normal(0, 0.01)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.constant_(m.weight, 0.0 if getattr(m, "block_final_bn", False) else 1.0)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class SlowOnlyR50(VideoBackbone):
@@ -242,12 +224,8 @@ class ResNet3d18(VideoBackbone):
         self.load_initial_checkpoint(checkpoint)
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """MMAction2's scheme with ``pretrained=None``: conv Kaiming-normal (fan-out), BatchNorm 1 / 0."""
+        init_resnet_weights(self)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps after each stage (the first after ``pool2``): space /4, /8, /16, /32;
