@@ -428,8 +428,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None) -> DataLoader:
-        return DataLoader(
+    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None,
+                loader_cls: type[DataLoader] = DataLoader) -> DataLoader:
+        return loader_cls(
             ds,
             batch_size=batch_size,
             sampler=sampler,
@@ -472,16 +473,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             sampler.resume_at(epoch, done * bs)
             # Own generator: building the iterator never draws from the global RNG (the model's).
             gen = torch.Generator().manual_seed(self.seed)
-            loaders[part] = _TrainLoader(
-                datasets[part],
-                batch_size=bs,
-                sampler=sampler,
-                num_workers=self.num_workers,
-                drop_last=True,
-                pin_memory=torch.cuda.is_available(),
-                persistent_workers=self.persistent_workers and self.num_workers > 0,
-                generator=gen,
-            )
+            loaders[part] = self._loader(datasets[part], bs, sampler, True, gen, loader_cls=_TrainLoader)
         return CombinedLoader(loaders, mode="min_size")
 
     # -- resume: the training samplers' position --------------------------------------------
