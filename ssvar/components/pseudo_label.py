@@ -32,6 +32,14 @@ class PseudoLabels:
     def hard(self) -> torch.Tensor:
         return self.probs.argmax(dim=1)
 
+    @classmethod
+    def from_probs(cls, probs: torch.Tensor) -> PseudoLabels:
+        """Every clip's argmax as its (unthresholded) pseudo-label: for monitoring a target
+        distribution that is not thresholded (e.g. a distillation target)."""
+        probs = probs.detach()
+        confidence, hard = probs.max(dim=1)
+        return cls(probs, hard, torch.ones_like(confidence), confidence, 0.0)
+
 
 class PseudoLabeler(nn.Module):
     """Thresholded pseudo-labels and their loss.
