@@ -286,10 +286,10 @@ class ResumeCheckpoints(L.Callback):
         path = self._target(trainer)
         if path is None:
             return None
-        from ssvar.methods.base import SemiSupervisedModule
+        from ssvar.methods.base import VideoModule
 
         module = trainer.lightning_module
-        if trainer.training and isinstance(module, SemiSupervisedModule):
+        if trainer.training and isinstance(module, VideoModule):
             # Callbacks' on_train_batch_end runs before the module's, where the teachers follow
             # this step: move them now (idempotent per step), so the checkpoint holds them.
             module.update_teachers()
