@@ -50,26 +50,20 @@ from torch import Tensor, nn
 
 # The distributed helpers live in ssvar.components.distributed; these names stay importable from
 # here (older code and tests import them from this module).
-from ssvar.components.distributed import (  # noqa: F401
-    _AllGatherWithGrad,
-    gather_no_grad,
-    gather_with_grad,
-    is_distributed as _distributed,
-    rank as _rank,
-    rank_offset,
-    world_size,
-)
+from ssvar.components.distributed import _AllGatherWithGrad, gather_no_grad, gather_with_grad, rank_offset, world_size  # noqa: F401
+from ssvar.components.distributed import is_distributed as _distributed  # noqa: F401
+from ssvar.components.distributed import rank as _rank  # noqa: F401
 
 __all__ = [
-    "global_local_contrastive",
-    "local_local_contrastive",
     "CrossArchContrastiveHead",
     "CrossModalContrastive",
     "PairedContrastive",
     "ProjectionHead",
     "gather_no_grad",
     "gather_with_grad",
+    "global_local_contrastive",
     "info_nce",
+    "local_local_contrastive",
     "nt_xent",
     "rank_offset",
     "world_size",

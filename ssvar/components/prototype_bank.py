@@ -346,7 +346,7 @@ class PrototypeBank(nn.Module):
         temperature: float = 0.1,
         reliability_threshold: float = 0.5,
         weight_negatives: bool = True,
-    ) -> "BankStep":
+    ) -> BankStep:
         """One training step of the bank, in the order of the class docstring:
 
         1. prototypes from the labelled embeddings ``labelled [B_l, dim]`` with ``labels``;

@@ -129,7 +129,7 @@ def test_tg_fixmatch_alignment_term_is_unchanged():
     torch.manual_seed(0)
     m = TGFixMatch(Tiny3D(width=4), num_classes=3, align_weight=0.7, proj_dim=8).eval()
     g = torch.Generator().manual_seed(1)
-    clip = lambda n: torch.randn(n, 3, 8, 16, 16, generator=g)  # noqa: E731
+    clip = lambda n: torch.randn(n, 3, 8, 16, 16, generator=g)
     labeled = {"weak": clip(2), "weak_tg": clip(2), "label": torch.tensor([0, 2])}
     unlabeled = {"weak": clip(3), "weak_tg": clip(3), "strong": clip(3), "strong_tg": clip(3)}
     losses, _ = m.compute_losses(labeled, unlabeled)

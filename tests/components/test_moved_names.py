@@ -10,13 +10,13 @@ import pytest
 import yaml
 from jsonargparse import ArgumentParser
 
-import ssvar.callbacks as callbacks
+from ssvar import callbacks
 
 CONFIGS = Path(__file__).resolve().parents[2] / "ssvar" / "configs"
 
 
 def test_precise_bn_is_a_callback_with_its_old_import_paths():
-    import ssvar.components as components
+    from ssvar import components
     from ssvar.components import precise_bn
 
     assert issubclass(callbacks.PreciseBN, L.Callback)

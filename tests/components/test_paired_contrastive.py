@@ -57,8 +57,9 @@ def _random_state(layout: dict) -> dict:
 @pytest.mark.parametrize(
     "kwargs, layout",
     [
-        (dict(proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True), ltg_layout(6, 5, 8, 8)),
-        (dict(proj_dim=4, hidden_dim=8), simclr_layout(6, 5, 8, 4)),
+        ({"proj_dim": 8, "hidden_dim": 8, "num_layers": 3, "temperature": 0.5, "loss": "info_nce", "last_bn": True},
+         ltg_layout(6, 5, 8, 8)),
+        ({"proj_dim": 4, "hidden_dim": 8}, simclr_layout(6, 5, 8, 4)),
     ],
     ids=["tg_fixmatch", "actnetformer"],
 )
