@@ -363,7 +363,8 @@ class PrototypeBank(nn.Module):
         self.update_prototypes(labelled, labels)
         refitted = self.maybe_refit()
         r = self.reliability(teacher, pseudo_labels)
-        loss, stats = None, {}
+        loss: Tensor | None = None
+        stats: dict[str, Tensor] = {}
         if anchors is not None:
             weights = r * anchor_mask if anchor_mask is not None else r
             loss, stats = adaptive_contrastive_loss(
