@@ -1,7 +1,8 @@
 """Co-training two networks: cross pseudo-labels, one optimiser with a parameter group per network,
 and one batched forward per network.
 
-The cross-model form of FixMatch (CMPL, ActNetFormer; methods.md sections 5 and 7): each
+The cross-model form of FixMatch (CMPL, Xu et al. CVPR 2022; ActNetFormer, Dass et al. ICPR 2024,
+Sec. 3.4.2, Eqs. 4-5; ``docs/methods/cmpl.md``, ``docs/methods/actnetformer.md``): each
 network's confident prediction on the weak view of an unlabelled clip is the target of the *other*
 network's prediction on the strong view. Targets are computed under ``no_grad`` from detached
 logits, so neither network receives a gradient through the targets it hands out (the

@@ -1,13 +1,16 @@
 """Contrastive losses and projection heads with DDP gathering.
 
-Two method forms are built from the same pieces:
+:class:`PairedContrastive` contrasts two networks' projected embeddings of the same clips in
+two forms:
 
-* :class:`CrossModalContrastive` (LTG): symmetric InfoNCE between the projected RGB and temporal
+* ``loss="info_nce"`` (LTG): symmetric InfoNCE between the projected RGB and temporal
   gradient embeddings of the same clip; the negatives of an anchor are the *other modality's*
   embeddings of the global batch.
-* :class:`CrossArchContrastiveHead` (ActNetFormer): NT-Xent between the projected 3D-CNN and
+* ``loss="nt_xent"`` (ActNetFormer): NT-Xent between the projected 3D-CNN and
   transformer embeddings of the same video; the negatives are the other videos' embeddings from
   *both* architectures.
+
+The gathers are :mod:`ssvar.components.distributed`'s (re-exported here under their old names).
 
 **DDP by construction.** The candidates (keys) are gathered from every rank with
 :func:`gather_with_grad`, whose backward sends each rank's slice of the gradient back to its owner
@@ -38,85 +41,33 @@ separately and computes the loss on the concatenated embeddings (tested too).
 
 from __future__ import annotations
 
+import warnings
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# The distributed helpers live in ssvar.components.distributed; these names stay importable from
+# here (older code and tests import them from this module).
+from ssvar.components.distributed import _AllGatherWithGrad, gather_no_grad, gather_with_grad, rank_offset, world_size  # noqa: F401
+from ssvar.components.distributed import is_distributed as _distributed  # noqa: F401
+from ssvar.components.distributed import rank as _rank  # noqa: F401
+
 __all__ = [
-    "global_local_contrastive",
-    "local_local_contrastive",
     "CrossArchContrastiveHead",
     "CrossModalContrastive",
+    "PairedContrastive",
     "ProjectionHead",
     "gather_no_grad",
     "gather_with_grad",
+    "global_local_contrastive",
     "info_nce",
+    "local_local_contrastive",
     "nt_xent",
     "rank_offset",
     "world_size",
 ]
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def world_size() -> int:
-    """Number of ranks (1 when not distributed)."""
-    return torch.distributed.get_world_size() if _distributed() else 1
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if _distributed() else 0
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """All-gather whose backward all-reduces (sums) the incoming gradient and keeps this rank's
-    slice: the semantics of ``torch.distributed.nn.functional.all_gather`` (reduce-scatter with
-    SUM), which torch 2.14 deprecates with a FutureWarning on every call, and of Lightning's
-    ``all_gather(..., sync_grads=True)``. The all-reduce works on every backend (gloo has no
-    reduce-scatter) and costs nothing that matters for ``[world * B, D]`` embeddings."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        ctx.rank, ctx.batch = _rank(), x.shape[0]
-        out = [torch.empty_like(x) for _ in range(world_size())]
-        torch.distributed.all_gather(out, x.contiguous())
-        return torch.cat(out, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.contiguous().clone()  # the incoming gradient may be shared: reduce a copy
-        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
-
-
-def gather_with_grad(x: Tensor) -> Tensor:
-    """``[world * B, ...]``: ``x`` of every rank concatenated in rank order, differentiable.
-
-    The backward sums the gradients of all ranks for each slice and returns it to the slice's
-    owner (see the module docstring for the scaling this implies). Identity when not distributed.
-    All ranks must pass the same shape.
-    """
-    if world_size() == 1:
-        return x
-    return _AllGatherWithGrad.apply(x)
-
-
-@torch.no_grad()
-def gather_no_grad(x: Tensor) -> Tensor:
-    """``[world * B, ...]``: ``x`` of every rank concatenated in rank order, detached
-    (for memory banks, prototypes, monitoring). Identity (detached) when not distributed."""
-    if world_size() == 1:
-        return x.detach()
-    out = [torch.empty_like(x) for _ in range(world_size())]
-    torch.distributed.all_gather(out, x.detach().contiguous())
-    return torch.cat(out, dim=0)
-
-
-def rank_offset(local_batch: int) -> int:
-    """Index of this rank's first sample in the gathered global batch (0 when not distributed)."""
-    return _rank() * local_batch
 
 
 def _normalise(x: Tensor) -> Tensor:
@@ -272,66 +223,35 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-class CrossModalContrastive(nn.Module):
-    """LTG's cross-modal contrastive loss: ``0.5 * [l(h_a, h_b) + l(h_b, h_a)]`` with ``l`` the
-    InfoNCE of :func:`info_nce` (negatives: the other modality's global batch).
+class PairedContrastive(nn.Module):
+    """Contrastive loss between two networks' embeddings of the same clips (two modalities, two
+    architectures): each network's pooled features go through its own projection head
+    (``head_a``, ``head_b``) to a shared space, where the two embeddings of a clip are the positive
+    pair. Negatives come from the global batch (gathered across ranks with gradients when
+    ``gather``). Two forms:
+
+    * ``loss="info_nce"`` (LTG's cross-modal loss, Xiao et al. CVPR 2022; ``docs/methods/tg_fixmatch.md``):
+      ``0.5 * [l(h_a, h_b) + l(h_b, h_a)]`` with ``l`` the InfoNCE of :func:`info_nce`; an anchor's
+      negatives are the *other network's* embeddings of the other clips (``world * B - 1``).
+    * ``loss="nt_xent"`` (ActNetFormer's cross-architecture loss, Dass et al. ICPR 2024,
+      Sec. 3.4.3): :func:`nt_xent` over the ``2N`` embeddings; an anchor's negatives are the
+      other clips' embeddings from *both* networks (``2 * world * B - 2``).
+
+    The heads are :class:`ProjectionHead` ``Linear(d, hidden, no bias) + BN + ReLU`` ...
+    ``Linear(hidden, proj_dim)``, with a final non-affine BN when ``last_bn`` (LTG) and without
+    one otherwise (SimCLR-v2 style, ActNetFormer: the paper gives neither heads nor temperature,
+    see ``docs/methods/actnetformer.md``).
 
     Args:
-        dim_a: pooled feature size of modality a (RGB).
-        dim_b: pooled feature size of modality b (temporal gradient).
-        hidden_dim: hidden width of both projection heads (LTG: 512).
-        proj_dim: embedding size (LTG: 512).
-        num_layers: linear layers per head (LTG: 3).
-        temperature: InfoNCE temperature (LTG: 0.5).
-        gather: gather negatives across ranks (LTG: yes).
-    """
-
-    def __init__(
-        self,
-        dim_a: int,
-        dim_b: int,
-        hidden_dim: int = 512,
-        proj_dim: int = 512,
-        num_layers: int = 3,
-        temperature: float = 0.5,
-        gather: bool = True,
-    ):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.head_a = ProjectionHead(dim_a, hidden_dim, proj_dim, num_layers)
-        self.head_b = ProjectionHead(dim_b, hidden_dim, proj_dim, num_layers)
-        self.temperature = temperature
-        self.gather = gather
-        # Negatives per anchor in the last forward (world * B - 1): plain int, for logging only.
-        self.last_num_negatives = 0
-
-    def forward(self, feat_a: Tensor, feat_b: Tensor) -> Tensor:
-        h_a, h_b = self.head_a(feat_a), self.head_b(feat_b)
-        ranks = world_size() if self.gather else 1
-        self.last_num_negatives = ranks * h_a.shape[0] - 1
-        return 0.5 * (
-            info_nce(h_a, h_b, self.temperature, self.gather) + info_nce(h_b, h_a, self.temperature, self.gather)
-        )
-
-
-class CrossArchContrastiveHead(nn.Module):
-    """ActNetFormer's cross-architecture contrastive loss: project both backbones' pooled features
-    to a shared space and apply :func:`nt_xent` (positives: the two architectures' embeddings of
-    the same video; negatives: other videos from both architectures, global batch).
-
-    The paper gives neither the heads nor the temperature. Our assumptions: SimCLR-v2-style heads
-    ``Linear(d, hidden, no bias) + BN + ReLU`` ... ``Linear(hidden, proj_dim)`` without a final BN
-    (``num_layers=2``, ``hidden_dim=512``, ``proj_dim=128``) and ``temperature=0.1``.
-
-    Args:
-        dim_a: pooled feature size of architecture a (e.g. 2048 for 3D-ResNet50).
-        dim_b: pooled feature size of architecture b (e.g. 384 for ViT-S TimeSformer).
-        proj_dim: shared embedding size.
-        hidden_dim: hidden width of both heads.
-        num_layers: linear layers per head.
-        temperature: NT-Xent temperature (assumption, see above).
+        dim_a: pooled feature size of network a (e.g. RGB, or 2048 for a 3D-ResNet-50).
+        dim_b: pooled feature size of network b (e.g. temporal gradient, or 384 for ViT-S).
+        proj_dim: shared embedding size (LTG: 512; ActNetFormer, our choice: 128).
+        hidden_dim: hidden width of both heads (LTG: 512; ActNetFormer, our choice: 512).
+        num_layers: linear layers per head (LTG: 3; ActNetFormer, our choice: 2).
+        temperature: softmax temperature (LTG: 0.5; ActNetFormer, our choice: 0.1).
         gather: gather negatives across ranks.
+        loss: ``"nt_xent"`` or ``"info_nce"`` (see above).
+        last_bn: a final non-affine BatchNorm in both heads (LTG: yes).
     """
 
     def __init__(
@@ -343,19 +263,76 @@ class CrossArchContrastiveHead(nn.Module):
         num_layers: int = 2,
         temperature: float = 0.1,
         gather: bool = True,
+        loss: Literal["nt_xent", "info_nce"] = "nt_xent",
+        last_bn: bool = False,
     ):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.head_a = ProjectionHead(dim_a, hidden_dim, proj_dim, num_layers, last_bn=False)
-        self.head_b = ProjectionHead(dim_b, hidden_dim, proj_dim, num_layers, last_bn=False)
+        if loss not in ("nt_xent", "info_nce"):
+            raise ValueError(f"loss must be 'nt_xent' or 'info_nce', got {loss!r}")
+        # Attribute names head_a / head_b are the checkpoint keys of TG-FixMatch and ActNetFormer.
+        self.head_a = ProjectionHead(dim_a, hidden_dim, proj_dim, num_layers, last_bn=last_bn)
+        self.head_b = ProjectionHead(dim_b, hidden_dim, proj_dim, num_layers, last_bn=last_bn)
         self.temperature = temperature
         self.gather = gather
-        # Negatives per anchor in the last forward (2 * world * B - 2): plain int, for logging only.
+        self.loss = loss
+        # Negatives per anchor in the last forward: plain int, for logging only.
         self.last_num_negatives = 0
 
     def forward(self, feat_a: Tensor, feat_b: Tensor) -> Tensor:
         z_a, z_b = self.head_a(feat_a), self.head_b(feat_b)
         ranks = world_size() if self.gather else 1
+        if self.loss == "info_nce":
+            self.last_num_negatives = ranks * z_a.shape[0] - 1
+            return 0.5 * (
+                info_nce(z_a, z_b, self.temperature, self.gather) + info_nce(z_b, z_a, self.temperature, self.gather)
+            )
         self.last_num_negatives = 2 * ranks * z_a.shape[0] - 2
         return nt_xent(z_a, z_b, self.temperature, self.gather)
+
+
+class CrossModalContrastive(PairedContrastive):
+    """Deprecated: ``PairedContrastive(loss="info_nce", last_bn=True)`` with LTG's defaults
+    (512-wide, 3 layers, temperature 0.5). Same submodules and state-dict keys."""
+
+    def __init__(
+        self,
+        dim_a: int,
+        dim_b: int,
+        hidden_dim: int = 512,
+        proj_dim: int = 512,
+        num_layers: int = 3,
+        temperature: float = 0.5,
+        gather: bool = True,
+    ):
+        warnings.warn(
+            "CrossModalContrastive is deprecated: use PairedContrastive(dim_a, dim_b, proj_dim=512, hidden_dim=512, "
+            "num_layers=3, temperature=0.5, loss='info_nce', last_bn=True)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="info_nce", last_bn=True)
+
+
+class CrossArchContrastiveHead(PairedContrastive):
+    """Deprecated: ``PairedContrastive(loss="nt_xent", last_bn=False)`` (ActNetFormer's defaults:
+    128-d, 512 hidden, 2 layers, temperature 0.1). Same submodules and state-dict keys."""
+
+    def __init__(
+        self,
+        dim_a: int,
+        dim_b: int,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        num_layers: int = 2,
+        temperature: float = 0.1,
+        gather: bool = True,
+    ):
+        warnings.warn(
+            "CrossArchContrastiveHead is deprecated: use PairedContrastive(dim_a, dim_b, proj_dim=128, hidden_dim=512, "
+            "num_layers=2, temperature=0.1, loss='nt_xent')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="nt_xent", last_bn=False)

@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ssvar.components.distributed import broadcast_from_rank0
+
 
 class EMATeacher(nn.Module):
     """θ_T ← d·θ_T + (1 − d)·θ_S after each optimiser step.
@@ -112,7 +114,7 @@ class EMATeacher(nn.Module):
                     t.mul_(d).add_(b.detach(), alpha=1.0 - d)
                 else:
                     t.copy_(b)
-            _broadcast_buffers(self.model)
+            broadcast_from_rank0(self.model)
         self.num_updates.fill_(step)
         self._num_updates = step
         self.last_decay.fill_(d)
@@ -127,22 +129,3 @@ class EMATeacher(nn.Module):
             raise RuntimeError("EMATeacher.attach(student) was never called")
         self.model.eval()
         return self.model(*args, **kwargs)
-
-
-def _broadcast_buffers(model: nn.Module) -> None:
-    """Under DDP each rank's BatchNorm statistics come from its own batch; take rank 0's (as DDP
-    does for the student before each forward) so the teachers stay identical on every rank."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    if torch.distributed.get_world_size() == 1:
-        return
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for b in model.buffers():
-        by_dtype.setdefault(b.dtype, []).append(b)
-    for bufs in by_dtype.values():  # one collective per dtype, not one per buffer
-        flat = _flatten_dense_tensors(bufs)
-        torch.distributed.broadcast(flat, src=0)
-        for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
-            b.copy_(v)

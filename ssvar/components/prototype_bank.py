@@ -32,15 +32,16 @@ never waits on the device; the mirrors are re-read after a state-dict load.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssvar.components.contrastive import gather_no_grad
+from ssvar.components.distributed import gather_no_grad
 
-__all__ = ["GaussianMixture1D", "PrototypeBank", "adaptive_contrastive_loss", "fit_gmm_1d"]
+__all__ = ["BankStep", "GaussianMixture1D", "PrototypeBank", "adaptive_contrastive_loss", "fit_gmm_1d"]
 
 
 def fit_gmm_1d(
@@ -159,7 +160,7 @@ class GaussianMixture1D(nn.Module):
 class PrototypeBank(nn.Module):
     """Class prototypes, a momentum memory bank of pseudo-labelled embeddings, GMM reliability.
 
-    Use per training step, in this order (:meth:`step` does 1-3)::
+    Use per training step, in this order (:meth:`step` does all of it in one call)::
 
         bank.update_prototypes(labelled_embeddings, labels)   # 1. gathered across ranks
         bank.maybe_refit()                                     # 2. every refit_every steps
@@ -333,11 +334,60 @@ class PrototypeBank(nn.Module):
             self.refit()
         return due
 
+    def step(
+        self,
+        labelled: Tensor,
+        labels: Tensor,
+        teacher: Tensor,
+        pseudo_labels: Tensor,
+        confidence: Tensor,
+        anchors: Tensor | None = None,
+        anchor_mask: Tensor | None = None,
+        temperature: float = 0.1,
+        reliability_threshold: float = 0.5,
+        weight_negatives: bool = True,
+    ) -> BankStep:
+        """One training step of the bank, in the order of the class docstring:
+
+        1. prototypes from the labelled embeddings ``labelled [B_l, dim]`` with ``labels``;
+        2. one step counted, the GMM refitted when due;
+        3. the reliability ``r [B]`` of the teacher embeddings ``teacher [B, dim]`` with their
+           ``pseudo_labels``; with ``anchors`` (student embeddings ``[B, dim]`` of the same clips),
+           :func:`adaptive_contrastive_loss` against the bank as it is *before* this batch, with
+           anchor weights ``r`` (times ``anchor_mask [B]`` when given, e.g. the confident ones);
+        4. the teacher embeddings, pseudo-labels and ``confidence`` enqueued.
+
+        Every input is this rank's (gathered inside); every rank must call it. Returns a
+        :class:`BankStep` (the loss keeps its gradient to ``anchors``).
+        """
+        self.update_prototypes(labelled, labels)
+        refitted = self.maybe_refit()
+        r = self.reliability(teacher, pseudo_labels)
+        loss: Tensor | None = None
+        stats: dict[str, Tensor] = {}
+        if anchors is not None:
+            weights = r * anchor_mask if anchor_mask is not None else r
+            loss, stats = adaptive_contrastive_loss(
+                anchors, pseudo_labels, weights, self, temperature, reliability_threshold, weight_negatives
+            )
+        self.enqueue(teacher, pseudo_labels, confidence)  # after the loss (MoCo order)
+        return BankStep(loss, r, refitted, stats)
+
     def _gather_rows(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if not self.gather:
             return z, y
         rows = gather_no_grad(torch.cat([z, y.float()[:, None]], dim=1))  # one collective
         return rows[:, : self.dim], rows[:, self.dim].round().long()
+
+
+@dataclass
+class BankStep:
+    """What one :meth:`PrototypeBank.step` did."""
+
+    loss: Tensor | None  # adaptive contrastive loss of the anchors (None without anchors)
+    reliability: Tensor  # [B] reliability of the teacher embeddings under the GMM of this step
+    refitted: bool  # whether the GMM was refitted in this step
+    stats: dict[str, Tensor] = field(default_factory=dict)  # the loss's statistics (detached)
 
 
 def adaptive_contrastive_loss(

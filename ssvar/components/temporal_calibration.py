@@ -2,7 +2,8 @@
 
 * :func:`time_features`: pooled features ``[B, D]`` and per-time-step features ``[B, T', D]`` of
   a clip batch from one forward of any ssvar backbone (3D-CNNs: the last stage averaged over
-  space; TimeSformer: the CLS output and each frame's patch tokens averaged).
+  space; TimeSformer: the CLS output and each frame's patch tokens averaged); :func:`temporal_slices`
+  pools the time steps to a fixed number of slices.
 * :class:`CrossScaleCalibration`: attention of a short-term clip's feature over the time steps of
   long-term clips at several temporal scales; the softmax weights emphasise informative segments
   and suppress noisy ones, and the weighted values form the calibrated long-term representation.
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CrossScaleCalibration", "supports_time_features", "temporal_alignment_loss", "time_features"]
+__all__ = ["CrossScaleCalibration", "supports_time_features", "temporal_alignment_loss", "temporal_slices", "time_features"]
 
 
 def supports_time_features(backbone: nn.Module) -> bool:
@@ -39,18 +40,32 @@ def supports_time_features(backbone: nn.Module) -> bool:
 def time_features(backbone: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(pooled [B, D], per_time [B, T', D])`` of clips ``x`` ``[B, C, T, H, W]``, one forward.
 
-    For 3D-CNNs ``pooled`` is the mean of ``per_time`` over time, i.e. exactly ``backbone(x)``;
-    for TimeSformer it is the CLS output (``backbone(x)``) and ``per_time`` the frame-wise mean of
-    the patch tokens.
+    For 3D-CNNs ``pooled`` is the last feature map averaged over time and space, computed as the
+    backbone computes it, so it equals ``backbone(x)`` bit for bit, and ``per_time`` is that map
+    averaged over space; for TimeSformer ``pooled`` is the CLS output (``backbone(x)``) and
+    ``per_time`` the frame-wise mean of the patch tokens.
     """
     if hasattr(backbone, "forward_features"):  # TimeSformer
         cls, tokens = backbone.forward_features(x)
         return cls, tokens.mean(dim=2)
     if hasattr(backbone, "forward_stages"):
         fmap = backbone.forward_stages(x)[-1]  # [B, D, T', H', W']
-        per_time = fmap.mean(dim=(3, 4)).transpose(1, 2)  # [B, T', D]
-        return per_time.mean(dim=1), per_time
+        # One mean over (T', H', W'), as the backbones' forward: the mean of the per-time means
+        # rounds differently in the last bit.
+        return fmap.mean(dim=(2, 3, 4)), fmap.mean(dim=(3, 4)).transpose(1, 2)  # [B, D], [B, T', D]
     raise TypeError(f"backbone {type(backbone).__name__} exposes no per-time-step features")
+
+
+def temporal_slices(backbone: nn.Module, x: Tensor, slices: int) -> tuple[Tensor, Tensor]:
+    """``(pooled [B, D], slices [B, slices, D])`` of clips ``x`` ``[B, C, T, H, W]``, one forward:
+    :func:`time_features`, with the per-time-step features average-pooled over time to
+    ``slices`` steps (adaptive pooling, so ``T' < slices`` repeats steps, as TCLR's R3D-18).
+    These are TCLR's time-slice features of a sparse clip (TimeBalance's global-local loss).
+    """
+    if slices < 1:
+        raise ValueError(f"slices must be >= 1, got {slices}")
+    pooled, per_time = time_features(backbone, x)
+    return pooled, F.adaptive_avg_pool1d(per_time.transpose(1, 2), slices).transpose(1, 2)
 
 
 class CrossScaleCalibration(nn.Module):

@@ -8,8 +8,10 @@ gets a high score and more weight on the temporally-invariant teacher; a video t
 a low one and more weight on the temporally-distinctive teacher:
 ``P_T = s * P_inv + (1 - s) * P_dist``.
 
-The paper's exact statistic and normalisation could not be retrieved and the official repository
-ships neither the code nor the scores (a pickle keyed by file name), research/methods.md 4(c).
+The paper's exact statistic and normalisation could not be retrieved (its figure on teacher
+reweighting says only that "from the average matrix C_i a temporal similarity score s_i is
+computed") and the official repository ships neither the code nor the scores (a pickle keyed by
+file name); see ``docs/methods/timebalance.md``.
 Our choice (documented, both arguments):
 
 * ``statistic="offdiag_mean"`` (default): the mean of the off-diagonal entries of the averaged
@@ -41,6 +43,8 @@ from typing import Callable, Iterable, Literal, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ssvar.components.distributed import all_reduce_sum
 
 __all__ = ["TemporalSimilarityReweighter", "temporal_similarity_matrix"]
 
@@ -197,9 +201,8 @@ class TemporalSimilarityReweighter(nn.Module):
                 idx = idx.to(dev)
                 vals[idx] = self.raw_score(feats).to(device=dev, dtype=torch.float64)
                 seen[idx] += 1
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(vals)
-                torch.distributed.all_reduce(seen)
+            all_reduce_sum(vals)  # each rank scored its shard: every rank gets all scores
+            all_reduce_sum(seen)
             if bool((seen > 1).any()):
                 raise RuntimeError(f"score set {name!r}: {int((seen > 1).sum())} of {size} videos were scored more than once")
             raw[name] = vals.float()

@@ -19,6 +19,7 @@ The mask acts on patch tokens after the patch embedding and before the position/
     mix = token_mix.draw(batch_size, device)
     logits_mix = head(backbone(clips, token_hook=mix))
     targets_mix = mix.mix(targets)
+    loss = token_mix_loss(logits_mix, targets_mix, mix.mix(mask), kind="mse")
 
 Tokens may be ``[B, T, N, D]`` (video, the mask broadcast over frames) or ``[B, N, D]``.
 Random draws use torch's global CPU generator (restored on resume with the other RNG states):
@@ -28,6 +29,7 @@ no device synchronisation. Under DDP each rank mixes its own batch; there is no 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -102,3 +104,25 @@ class TubeTokenMix(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
+
+
+def token_mix_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: Literal["mse", "ce"] = "mse") -> torch.Tensor:
+    """SVFormer's TokenMix loss of the mixed clips' ``logits`` ``[B, K]`` against their mixed
+    ``targets`` ``[B, K]`` (:meth:`TokenMixDraw.mix`), each clip weighted by its mixed confidence
+    mask ``weights`` ``[B]`` and averaged over the batch.
+
+    ``"mse"``: per clip, the mean over classes of ``(logits - targets)^2`` on the raw logits (the
+    released code); ``"ce"``: the soft cross-entropy ``-sum_c targets_c log softmax(logits)_c``.
+    Computed in float32 at least.
+    """
+    if logits.dim() != 2 or logits.shape != targets.shape or weights.shape != logits.shape[:1]:
+        raise ValueError(
+            f"expected logits and targets [B, K] and weights [B], got {tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(weights.shape)}"
+        )
+    if kind == "mse":
+        per_clip = (logits.float() - targets).pow(2).mean(dim=1)
+    elif kind == "ce":
+        per_clip = -(targets * logits.float().log_softmax(dim=1)).sum(dim=1)
+    else:
+        raise ValueError(f"kind must be 'mse' or 'ce', got {kind!r}")
+    return (per_clip * weights).mean()

@@ -5,7 +5,8 @@ distillation) pass networks between runs as checkpoint files. :func:`load_weight
 sub-module's tensors from such a file and **fails loudly** when anything does not match: no key
 with the prefix, a key the module lacks, a tensor the file lacks, or a shape mismatch. (A loader
 that ignores mismatches silently trains from scratch; TimeBalance's released fine-tuning script
-does exactly that, research/methods.md 4(h).)
+does exactly that: its R3D-50 builder ignores the self-supervised checkpoint it is given; see
+``docs/methods/timebalance.md``.)
 
 :class:`FrozenTeacher` wraps a network that never trains again: parameters without gradients,
 eval mode whatever ``.train()`` the trainer calls, forward under ``no_grad``.

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ssvar.components.co_training import CrossPseudoLabeler, forward_parts
-from ssvar.components.contrastive import CrossArchContrastiveHead
+from ssvar.components.contrastive import PairedContrastive
 from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.schedules import WeightSchedule
 from ssvar.data.dataset import ViewSpec
@@ -121,9 +121,9 @@ class ActNetFormer(SemiSupervisedModule):
         self.cross_pl = CrossPseudoLabeler(threshold, pseudo_labeler)
         # Off: no heads at all, so DDP finds no unused parameters.
         self.contrastive = (
-            CrossArchContrastiveHead(
+            PairedContrastive(
                 backbone.feature_dim, aux_backbone.feature_dim, proj_dim=proj_dim, hidden_dim=proj_hidden_dim,
-                num_layers=proj_layers, temperature=temperature,
+                num_layers=proj_layers, temperature=temperature, loss="nt_xent",
             )
             if contrastive and beta > 0
             else None

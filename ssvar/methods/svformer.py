@@ -29,7 +29,7 @@ from torch import nn
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 from ssvar.components.schedules import WeightSchedule
-from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
+from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix, token_mix_loss
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import TemporalWarp
 from ssvar.methods.base import SemiSupervisedModule
@@ -157,11 +157,7 @@ class SVFormer(SemiSupervisedModule):
         mix = self.token_mix.draw(strong.shape[0], strong.device)
         logits_mix = self.head(self.backbone(strong, token_hook=mix))
         y_mix, m_mix = self.mixed_targets(pl, mix)
-        if self.mix_loss == "mse":
-            per_clip = (logits_mix.float() - y_mix).pow(2).mean(dim=1)
-        else:
-            per_clip = -(y_mix * logits_mix.float().log_softmax(dim=1)).sum(dim=1)
-        loss_mix = (per_clip * m_mix).mean()
+        loss_mix = token_mix_loss(logits_mix, y_mix, m_mix, self.mix_loss)
         # 5. L = L_s + gamma1 L_un + gamma2 L_mix (unlabelled terms off during the warm-up)
         on = self.unsup_schedule(step, self.total_steps())
         out.losses.update(unsupervised=on * self.gamma1 * loss_un, mix=on * self.gamma2 * loss_mix)

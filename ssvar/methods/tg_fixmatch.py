@@ -26,10 +26,10 @@ import warnings
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ssvar.components.contrastive import CrossModalContrastive
+from ssvar.components.contrastive import PairedContrastive
+from ssvar.components.distillation import feature_alignment_loss
 from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.schedules import WeightSchedule
 from ssvar.components.temporal_gradient import split_rgb_tg
@@ -38,15 +38,6 @@ from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
 from ssvar.models.backbones import VideoBackbone, check_backbone
 from ssvar.models.heads import Classifier, ClassifierHead
-
-
-def feature_alignment(rgb_stages: list[torch.Tensor], tg_stages: list[torch.Tensor]) -> torch.Tensor:
-    """Sum over stages of ``1 - mean cos(F_rgb, sg(F_tg))``; the cosine is over channels at each
-    (t, h, w) position and the mean over positions and samples. TG features are detached."""
-    total = rgb_stages[0].new_zeros(())
-    for fr, ft in zip(rgb_stages, tg_stages):
-        total = total + (1.0 - F.cosine_similarity(fr, ft.detach(), dim=1).mean())
-    return total
 
 
 def _reinit(module: nn.Module) -> nn.Module:
@@ -134,8 +125,9 @@ class TGFixMatch(SemiSupervisedModule):
         # Projection heads only when the contrastive term is on: unused parameters stop DDP
         # (without find_unused_parameters) at its second step.
         self.contrastive = (
-            CrossModalContrastive(
-                backbone.feature_dim, self.tg_backbone.feature_dim, hidden_dim=proj_dim, proj_dim=proj_dim, temperature=temperature
+            PairedContrastive(
+                backbone.feature_dim, self.tg_backbone.feature_dim, proj_dim=proj_dim, hidden_dim=proj_dim, num_layers=3,
+                temperature=temperature, loss="info_nce", last_bn=True,
             )
             if contrastive_weight > 0
             else None
@@ -235,7 +227,7 @@ class TGFixMatch(SemiSupervisedModule):
             )
         # 5. multi-level feature alignment (TG detached)
         if self.align_weight:
-            losses["align"] = self.align_weight * feature_alignment(
+            losses["align"] = self.align_weight * feature_alignment_loss(
                 [f[:n_align] for f in rgb_stages], [f[:n_align] for f in tg_stages]
             )
         # 6. cross-modal contrastive

@@ -29,10 +29,10 @@ import copy
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ssvar.components.distillation import distillation_loss
 from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.temporal_similarity import TemporalSimilarityReweighter
 from ssvar.components.weights import FrozenTeacher, load_weights
@@ -41,15 +41,6 @@ from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
 from ssvar.models.heads import Classifier, ClassifierHead
-
-
-def distillation_loss(student_logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """``"mse"``: mean over batch x classes of ``(softmax(S) - P_T)^2``; ``"kl"``: element-mean
-    of ``P_T * (log P_T - log softmax(S))`` (the official ``kld`` option's reduction)."""
-    if kind == "mse":
-        return F.mse_loss(student_logits.float().softmax(1), target)
-    log_p = student_logits.float().log_softmax(1)
-    return (target * (target.clamp_min(1e-12).log() - log_p)).mean()
 
 
 class TimeBalance(SemiSupervisedModule):

@@ -37,14 +37,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.contrastive import ProjectionHead, global_local_contrastive, local_local_contrastive, nt_xent
+from ssvar.components.temporal_calibration import temporal_slices
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.sampling import tiling_offsets
 from ssvar.methods.base import SelfSupervisedPretraining
-from ssvar.models.backbones import backbone_can, check_backbone
+from ssvar.models.backbones import check_backbone
 
 
 class TimeBalancePretrain(SelfSupervisedPretraining):
@@ -144,20 +144,6 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
         return {"labeled": {}, "unlabeled": views}
 
     # -- model ----------------------------------------------------------------------------
-    def global_and_slices(self, x: torch.Tensor, slices: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global feature ``[B, D]`` and ``slices`` time-slice features ``[B, slices, D]`` of a
-        clip batch, from one forward (the last feature map pooled over space, then over time
-        to ``slices`` steps)."""
-        bb = self.backbone
-        if backbone_can(bb, "stage_features"):
-            fmap = bb.forward_stages(x)[-1]  # [B, D, T', H', W']
-            glob, per_t = fmap.mean(dim=(2, 3, 4)), fmap.mean(dim=(3, 4))
-        else:
-            cls, tokens = bb.forward_features(x)  # [B, D], [B, T, N, D]
-            glob, per_t = cls, tokens.mean(dim=2).transpose(1, 2)
-        # adaptive pooling also works when T' < slices (steps are repeated), as in TCLR's R3D-18.
-        return glob, F.adaptive_avg_pool1d(per_t, slices).transpose(1, 2)
-
     def _project(self, feats: torch.Tensor) -> torch.Tensor:
         shape = feats.shape[:-1]
         return self.projector(feats.reshape(-1, feats.shape[-1])).view(*shape, -1)
@@ -167,7 +153,7 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
         """The weighted loss terms of one batch of normalised views (``sparse``, ``sparse_aug``
         ``[B, C, T, H, W]``; ``dense``, ``dense_aug`` ``[B, K, C, T_d, H, W]``)."""
         b, k, t = views["sparse"].shape[0], self.num_dense_clips, self.temperature
-        glob, slices = self.global_and_slices(torch.cat([views["sparse"], views["sparse_aug"]]), k)
+        glob, slices = temporal_slices(self.backbone, torch.cat([views["sparse"], views["sparse_aug"]]), k)
         zg = self._project(glob)  # [2B, P]
         losses: dict[str, torch.Tensor] = {}
         zd = None

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components import (
-    CrossArchContrastiveHead,
-    CrossModalContrastive,
+    PairedContrastive,
     ProjectionHead,
     gather_no_grad,
     gather_with_grad,
@@ -109,7 +108,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"\[B, D\]"):
         info_nce(torch.randn(2, 3, 1), torch.randn(2, 3, 1), 0.1)
     with pytest.raises(ValueError, match="temperature"):
-        CrossArchContrastiveHead(4, 4, temperature=-1.0)
+        PairedContrastive(4, 4, temperature=-1.0)
     with pytest.raises(ValueError, match=r"\[B, 6\]"):
         ProjectionHead(6)(torch.randn(2, 5))
 
@@ -138,8 +137,7 @@ def test_projection_head_ltg_layout():
 def test_modules_compose_heads_and_losses():
     torch.manual_seed(0)
     fa, fb = torch.randn(6, 10), torch.randn(6, 7)
-    cm = CrossModalContrastive(10, 7, hidden_dim=8, proj_dim=8)
-    assert cm.temperature == 0.5
+    cm = PairedContrastive(10, 7, hidden_dim=8, proj_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)
     loss = cm(fa, fb)
     h_a, h_b = cm.head_a(fa), cm.head_b(fb)
     assert torch.allclose(loss, 0.5 * (_ref_info_nce(h_a, h_b, 0.5) + _ref_info_nce(h_b, h_a, 0.5)), atol=1e-5)
@@ -147,8 +145,8 @@ def test_modules_compose_heads_and_losses():
     loss.backward()
     assert all(p.grad is not None for p in cm.parameters())
 
-    ca = CrossArchContrastiveHead(10, 7, proj_dim=4, hidden_dim=8)
-    assert ca.temperature == 0.1
+    ca = PairedContrastive(10, 7, proj_dim=4, hidden_dim=8)
+    assert ca.temperature == 0.1 and ca.loss == "nt_xent" and not isinstance(ca.head_a.net[-1], nn.BatchNorm1d)
     loss = ca(fa, fb)
     assert torch.allclose(loss, _ref_nt_xent(ca.head_a(fa), ca.head_b(fb), 0.1), atol=1e-5)
     assert ca.last_num_negatives == 10
@@ -184,9 +182,9 @@ def _build(case: str) -> nn.Module | None:
         return None
     torch.manual_seed(7)
     if case.startswith("cross_modal"):
-        m = CrossModalContrastive(DIM_A, DIM_B, hidden_dim=8, proj_dim=8)
+        m = PairedContrastive(DIM_A, DIM_B, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)
     else:
-        m = CrossArchContrastiveHead(DIM_A, DIM_B, proj_dim=DIM_Z, hidden_dim=8)
+        m = PairedContrastive(DIM_A, DIM_B, proj_dim=DIM_Z, hidden_dim=8)
     m.double()
     with torch.no_grad():
         for bn in m.modules():

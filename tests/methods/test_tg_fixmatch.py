@@ -17,7 +17,7 @@ from ssvar.data.dataset import VideoDataset, ViewSpec
 from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import RANDAUGMENT_OPS, AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
-from ssvar.methods.tg_fixmatch import feature_alignment
+from ssvar.components.distillation import feature_alignment_loss as feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
 from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
