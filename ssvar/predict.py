@@ -24,8 +24,6 @@ missing, corrupt or foreign file is a one-line error (exit status 2). The backbo
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -80,9 +78,9 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
             checkpoints that hold no backbone config (trained from Python).
         backbone: alternatively, the backbone module itself (same architecture as trained).
     """
-    import ssvar.methods  # noqa: F401  (the classes a checkpoint may name must be imported)
     from lightning.pytorch.cli import instantiate_module
 
+    import ssvar.methods  # noqa: F401  (the classes a checkpoint may name must be imported)
     from ssvar.methods.base import SemiSupervisedModule
     from ssvar.models.backbones import restoring_trained_weights
     from ssvar.serialization import read_lightning_checkpoint
@@ -202,47 +200,9 @@ def format_table(preds: Sequence[Prediction]) -> str:
     return "\n".join(lines) + (f"\n(probabilities averaged over {views} clips x crops per video)" if views else "")
 
 
-def predict_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="ssvar predict-videos",
-        description="Top-k classes of video files (or folders of videos) from a checkpoint of any ssvar method.",
-        epilog="`ssvar predict --config X.yaml --ckpt_path CKPT` predicts a data module's test list instead (to predictions.csv).",
-    )
-    p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
-    p.add_argument("--ckpt", "--ckpt_path", dest="ckpt", required=True, help="checkpoint written by `ssvar fit` (or Lightning)")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show per video (default 5)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--clips", type=int, help="clips per video (default: the test clips saved in the checkpoint)")
-    p.add_argument("--crops", type=int, choices=(1, 3), help="crops per clip (default: from the checkpoint)")
-    p.add_argument("--num-frames", type=int, help="frames per clip (default: from the checkpoint)")
-    p.add_argument("--stride", type=int, help="frame stride (default: from the checkpoint)")
-    p.add_argument("--crop-size", type=int, help="crop side in pixels (default: from the checkpoint)")
-    p.add_argument("--model-config", help="YAML with a `model:` section, for checkpoints trained from Python")
-    p.add_argument("--decoder", choices=("pyav", "torchcodec"), default="pyav")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    videos = find_video_files(args.videos)
-    if not videos:
-        p.error(f"no video files in {args.videos}")
-    model_config = None
-    if args.model_config:
-        import yaml
+def __getattr__(name: str):
+    if name == "predict_main":  # the command moved to the CLI layer; kept importable from here
+        from ssvar.commands import predict_videos_main
 
-        with open(args.model_config, encoding="utf-8") as f:
-            model_config = (yaml.safe_load(f) or {}).get("model")
-        if not model_config:
-            p.error(f"{args.model_config} has no `model:` section")
-    try:
-        model = load_model(args.ckpt, model_config=model_config)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:  # CheckpointError is a ValueError
-        print(f"ssvar predict-videos: {e}", file=sys.stderr)
-        return 2
-    preds = predict_videos(
-        model, videos, top_k=args.top_k, clips=args.clips, crops=args.crops, num_frames=args.num_frames,
-        stride=args.stride, crop_size=args.crop_size, decoder=args.decoder, device=args.device, progress=True,
-    )
-    if args.format == "json":
-        print(json.dumps([pr.as_dict() for pr in preds], indent=2))
-    else:
-        print(format_table(preds))
-    return 1 if any(pr.error for pr in preds) else 0
+        return predict_videos_main
+    raise AttributeError(f"module 'ssvar.predict' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssvar.commands import splits_main
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
 from ssvar.data.splits import (
     make_group_split,
@@ -22,7 +23,6 @@ from ssvar.data.splits import (
     read_list,
     read_ucf101_classind,
     read_ucf101_list,
-    splits_main,
     ucf101_group,
     verify_split,
     write_list,
