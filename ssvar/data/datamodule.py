@@ -4,7 +4,7 @@ Training batches are ``{"labeled": {...}, "unlabeled": {...}}`` (a method that d
 labelled views, e.g. self-supervised pretraining, gets only ``"unlabeled"``). One epoch is one pass over the
 unlabelled pool: ``len(unlabeled) // (world_size * batch_size * mu)`` iterations. The tiny
 labelled set is resampled to fill the epoch by :class:`ResampledDistributedSampler`, a
-``DistributedSampler`` subclass, so Lightning keeps it under DDP instead of replacing it. Methods
+``DistributedSampler`` subclass (:mod:`ssvar.data.samplers`), so Lightning keeps it under DDP instead of replacing it. Methods
 that need no unlabelled views (Supervised) get the same number of iterations per epoch, so every
 method is compared at equal steps.
 
@@ -26,98 +26,19 @@ from typing import Iterator, Literal
 import lightning as L
 import torch
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from ssvar.data import splits as S
-from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping
+from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping, resolve_short_side
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
+from ssvar.data.samplers import (  # noqa: F401  (EvalDistributedSampler: re-exported, its historical home)
+    EvalDistributedSampler,
+    ResampledDistributedSampler,
+    ShuffledDistributedSampler,
+    _ResumableSampler,
+)
 from ssvar.data.sampling import ShortPolicy
 from ssvar.data.transforms import AugmentConfig
-
-
-# --------------------------------------------------------------------------- samplers
-class _ResumableSampler(DistributedSampler):
-    """A training sampler whose epochs are pure functions of ``(seed, epoch)`` and that can start
-    an epoch part-way (``resume_at``), so a run resumed mid-epoch sees exactly the samples, in the
-    order, an uninterrupted run would have seen next.
-
-    It yields ``(index, sample_seed)`` pairs: :class:`~ssvar.data.dataset.VideoDataset` draws a
-    sample's augmentation from its own seed, so a sample looks the same whichever worker decodes
-    it, with any ``num_workers`` and after any resume (worker RNG streams do not survive a resume).
-    """
-
-    stream = 0  # separates the sample seeds of the labelled and unlabelled streams
-
-    def _order(self) -> list[int]:
-        """This epoch's indices over all replicas (``total_size`` of them)."""
-        raise NotImplementedError
-
-    def resume_at(self, epoch: int, skip: int) -> None:
-        """Start epoch ``epoch`` after its first ``skip`` samples (per replica)."""
-        self.set_epoch(epoch)
-        self._skip = (epoch, skip)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self._order()
-        g = torch.Generator()
-        g.manual_seed(hash((self.seed, self.epoch, self.stream)) & (2**63 - 1))
-        seeds = torch.randint(0, 2**62, (self.total_size,), generator=g).tolist()
-        mine = slice(self.rank, self.total_size, self.num_replicas)
-        pairs = list(zip(order[mine], seeds[mine]))
-        epoch, skip = getattr(self, "_skip", (None, 0))
-        self._skip = (None, 0)  # applies once, to the resumed epoch only
-        return iter(pairs[skip:] if epoch == self.epoch else pairs)
-
-
-class ResampledDistributedSampler(_ResumableSampler):
-    """Draws ``num_samples`` indices per replica from a (small) dataset, cycling through fresh
-    permutations, so every labelled video is seen equally often. Seeded by ``seed + epoch``;
-    identical on every rank before sharding, so ranks see disjoint samples each step."""
-
-    def __init__(self, dataset, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
-        self.num_samples = num_samples
-        self.total_size = num_samples * num_replicas
-
-    def _order(self) -> list[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        n = len(self.dataset)
-        perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
-        return torch.cat(perms)[: self.total_size].tolist()
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class ShuffledDistributedSampler(_ResumableSampler):
-    """``DistributedSampler(shuffle=True, drop_last=True)``'s order (the unlabelled pool), resumable."""
-
-    stream = 1
-
-    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-
-    def _order(self) -> list[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        return torch.randperm(len(self.dataset), generator=g)[: self.total_size].tolist()
-
-
-class EvalDistributedSampler(DistributedSampler):
-    """Strided shards without padding: no video is evaluated twice (a padded
-    ``DistributedSampler`` repeats samples and biases the metrics)."""
-
-    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class _TrainLoader(DataLoader):
@@ -505,6 +426,31 @@ class SemiSupervisedDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
+
+    # -- what a model needs to know of the clips ----------------------------------------------
+    def clip_settings(self) -> dict[str, int]:
+        """How clips are cut, as a model saves them to predict new videos the same way:
+        ``num_frames``, ``stride``, ``crop_size``, ``short_side`` (the size frames are decoded to:
+        the dataset's rule, :func:`~ssvar.data.dataset.resolve_short_side`), ``test_clips`` and
+        ``test_crops``."""
+        crop = int(self.augment.crop_size)
+        return {
+            "num_frames": int(self.num_frames),
+            "stride": int(self.stride),
+            "crop_size": crop,
+            "short_side": int(resolve_short_side(self.short_side, crop)),
+            "test_clips": int(self.test_clips),
+            "test_crops": int(self.test_crops),
+        }
+
+    def view_name(self, stage: str) -> str:
+        """The metric suffix of ``stage``'s views: ``"1view"`` for ``"val"`` (one centre clip and
+        crop), ``"{test_clips}x{test_crops}"`` for ``"test"`` and ``"predict"``."""
+        if stage == "val":
+            return "1view"
+        if stage in ("test", "predict"):
+            return f"{self.test_clips}x{self.test_crops}"
+        raise ValueError(f"stage must be 'val', 'test' or 'predict', got {stage!r}")
 
     def test_dataloader(self):
         return self._eval_loader(self.splits.test, self.test_clips, self.test_crops)

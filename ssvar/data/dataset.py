@@ -118,6 +118,12 @@ class ViewSpec:
             raise ValueError("ViewSpec.gradient needs next_offset and a training view ('weak' or 'strong')")
 
 
+def resolve_short_side(short_side: int | None, crop_size: int) -> int:
+    """The short side frames are decoded to: ``short_side``, by default ``crop_size * 8 / 7``
+    rounded (the 128/112 and 256/224 resize-then-crop ratio of video recognition)."""
+    return short_side or round(crop_size * 8 / 7)
+
+
 def _extent(view: ViewSpec, length: int, stride: int) -> int:
     """Frames spanned around the shared centre by a view's clips (its offsets included)."""
     span = (length - 1) * stride + 1
@@ -202,7 +208,7 @@ class VideoDataset(Dataset):
         self.num_frames = num_frames
         self.stride = stride
         self.augment = augment
-        self.short_side = short_side or round(augment.crop_size * 8 / 7)
+        self.short_side = resolve_short_side(short_side, augment.crop_size)
         self.train = train
         self.labeled = labeled
         self.decoder_name = decoder
@@ -442,4 +448,4 @@ def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     return new
 
 
-__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "with_labels_hidden"]
+__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "resolve_short_side", "with_labels_hidden"]
