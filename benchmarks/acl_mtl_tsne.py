@@ -134,8 +134,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     import matplotlib.pyplot as plt
-
     from label_efficiency import strip_model
+
     from ssvar.plots import plot_tsne
 
     runs = Path(args.runs_dir)

@@ -21,7 +21,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_pseudo_label_reliability, plot_tsne
+from ssvar.plots import (
+    PSEUDO_LABEL_METRICS,
+    log_figure,
+    plot_pseudo_label_curves,
+    plot_pseudo_label_reliability,
+    plot_tsne,
+)
 
 
 def run_dir(trainer: L.Trainer) -> str:

@@ -5,7 +5,7 @@ Matplotlib with the non-interactive Agg backend (works on headless machines and 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -183,7 +183,7 @@ def plot_pseudo_label_curves(
 
 
 def plot_pseudo_label_reliability(
-    history: Sequence[tuple[int, "torch.Tensor | np.ndarray"]],
+    history: Sequence[tuple[int, torch.Tensor | np.ndarray]],
     path: str | None = None,
     threshold: float | None = None,
     title: str = "pseudo-label reliability",

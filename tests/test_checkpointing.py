@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from synth import TINY, tiny_datamodule, tiny_trainer
 
 from ssvar.checkpointing import (
     AtomicCheckpointIO,
@@ -25,7 +26,6 @@ from ssvar.checkpointing import (
 from ssvar.components import EMATeacher
 from ssvar.methods import FixMatch
 from ssvar.models import Tiny3D
-from synth import TINY, tiny_datamodule, tiny_trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synth import TINY  # noqa: F401
 
 from ssvar.cli import main, run_cli
-from synth import TINY  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "ssvar" / "configs"  # also reachable as examples/configs in a clone

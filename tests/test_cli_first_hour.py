@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import REPO, _tiny_synth_args
 
 from ssvar.cli import COMMANDS, main, run_cli
-from test_cli import REPO, _tiny_synth_args
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

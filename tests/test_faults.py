@@ -14,15 +14,14 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
-
 from helpers import TINY_CLASSES, write_truncated, write_video
+from synth import tiny_trainer
+
 from ssvar.data.datamodule import FolderDataModule
 from ssvar.data.decode import PyAVDecoder, VideoDecodeError
 from ssvar.data.index import SplitError
 from ssvar.methods import FixMatch, Supervised
 from ssvar.models import Tiny3D
-from synth import tiny_trainer
 
 SMALL = dict(batch_size=2, num_workers=0, num_frames=4, stride=2, crop_size=24, short_side=28, test_clips=1, test_crops=1)
 

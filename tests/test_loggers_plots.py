@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_cli import CONFIG_DIR, REPO, _tiny_synth_args
 
 from ssvar.cli import run_cli
 from ssvar.plots import plot_pseudo_label_curves, plot_tsne, read_metrics_csv, read_scalars
-from test_cli import CONFIG_DIR, REPO, _tiny_synth_args
 
 
 def _fit(tmp_path: Path, *extra: str):

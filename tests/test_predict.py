@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import REPO, _tiny_synth_args
 
 from ssvar.cli import main, run_cli
 from ssvar.predict import find_video_files, format_table, load_model, predict_videos
-from test_cli import REPO, _tiny_synth_args
 
 METHOD_CONFIGS = ["supervised", "fixmatch", "mean_teacher", "tg_fixmatch"]
 
@@ -87,10 +87,10 @@ def test_predict_table_folder_and_broken_file(tmp_path, capsys):
 def test_python_trained_checkpoint_needs_the_model_config(tmp_path, capsys):
     """Checkpoints of models built in Python hold no backbone config: --model-config supplies it."""
     import lightning as L
+    from synth import tiny_datamodule
 
     from ssvar.methods import FixMatch
     from ssvar.models import Tiny3D
-    from synth import tiny_datamodule
 
     dm = tiny_datamodule(str(tmp_path / "synth"))
     model = FixMatch(Tiny3D(width=4), num_classes=dm.num_classes)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_cli import REPO, _tiny_synth_args
 
 README = REPO / "README.md"

@@ -10,12 +10,12 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.checkpointing import ResumeCheckpoints
 from ssvar.components import EMATeacher
 from ssvar.methods import CMPL, FixMatch, MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 METHODS = {
     "fixmatch_ema": lambda: FixMatch(Tiny3D(width=4), num_classes=4, threshold=0.5, teacher=EMATeacher(0.9), lr=0.05),

@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_cli import REPO, _tiny_synth_args
 
 

@@ -17,11 +17,10 @@ know which method it feeds.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import lightning as L
 import torch

@@ -27,9 +27,10 @@ from __future__ import annotations
 import bisect
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -140,7 +141,7 @@ class PyAVDecoder:
         finally:
             container.close()
 
-    def reference_map(self, path: str) -> "ReferenceMap":
+    def reference_map(self, path: str) -> ReferenceMap:
         """Which frames are keyframes and which are reference frames, from the packets alone
         (demuxed, not decoded). What the GOP-aware sampler (``VideoDataset(gop_aware_shift=...)``)
         costs its candidate clips with. ``decode(..., references=cache)`` reads the same from the
@@ -156,7 +157,7 @@ class PyAVDecoder:
             container.close()
 
     @staticmethod
-    def _reference_map(container, stream, info: VideoInfo) -> "ReferenceMap":
+    def _reference_map(container, stream, info: VideoInfo) -> ReferenceMap:
         tb = stream.time_base or Fraction(1, 1)
         start = float((stream.start_time or 0) * tb)
         cc = stream.codec_context

@@ -10,7 +10,6 @@ import socket
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components import (

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from synth import tiny_datamodule
 
-from ssvar.data.dataset import ViewSpec
 from ssvar.data.datamodule import (
     EvalDistributedSampler,
     FolderDataModule,
     ResampledDistributedSampler,
     UCF101DataModule,
 )
+from ssvar.data.dataset import ViewSpec
 from ssvar.data.index import SplitError
-from synth import tiny_datamodule
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

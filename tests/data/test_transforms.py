@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from torchvision import tv_tensors
 
 from ssvar.data.datamodule import LABEL_CHANGING_OPS

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synth import tiny_datamodule
 
 from ssvar.data.datamodule import FolderDataModule
 from ssvar.data.index import SplitError, path_key
-from synth import tiny_datamodule
 
 
 def _tree(root: Path, n: int = 10) -> None:

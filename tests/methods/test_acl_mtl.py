@@ -6,12 +6,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 from torch import nn
 
 from ssvar.components import EMATeacher
 from ssvar.methods import ACLMTL, Supervised
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import nt_xent
 from ssvar.data.dataset import VideoDataset
@@ -20,7 +21,6 @@ from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import ActNetFormer, Supervised
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")

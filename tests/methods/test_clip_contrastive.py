@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.data.dataset import VideoDataset
 from ssvar.data.index import VideoIndex, VideoRecord
@@ -15,7 +15,6 @@ from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import ClipContrastive, Supervised
 from ssvar.methods.clip_contrastive import temporal_contrast
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def test_temporal_contrast_matches_a_hand_written_softmax():

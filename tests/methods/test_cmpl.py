@@ -7,10 +7,10 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.methods import CMPL, Supervised
 from ssvar.models import R3D18, SlowOnlyR50, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def test_default_auxiliary_is_a_quarter_width_r50():

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
+from synth import RecordIndices, SaveTeacher, tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher
 from ssvar.methods import FixMatch
 from ssvar.models import Tiny3D
-from synth import RecordIndices, SaveTeacher, tiny_datamodule, tiny_trainer
 
 
 @pytest.mark.ddp

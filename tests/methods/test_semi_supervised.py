@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher, PseudoLabeler
 from ssvar.methods import FixMatch, MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.methods import Supervised
 from ssvar.methods.base import _without_hidden, warmup_cosine
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods import SVFormer
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def tiny_vit(**kw) -> TimeSformer:

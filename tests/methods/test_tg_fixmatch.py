@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from synth import RecordIndices, tiny_datamodule, tiny_trainer
 from torch import nn
 
 from ssvar.components import PreciseBN, recompute_bn_stats, split_rgb_tg, temporal_gradient
@@ -19,7 +20,6 @@ from ssvar.data.transforms import RANDAUGMENT_OPS, AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
 from ssvar.methods.tg_fixmatch import feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
-from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")

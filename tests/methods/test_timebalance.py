@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import FrozenTeacher, TemporalSimilarityReweighter, load_weights
 from ssvar.components.contrastive import global_local_contrastive, local_local_contrastive
@@ -20,7 +21,6 @@ from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import Supervised, TimeBalance, TimeBalancePretrain
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 PRE = dict(num_frames=4, sparse_stride=2, num_dense_clips=2, dense_stride=1, proj_dim=8, proj_hidden_dim=8)
 
@@ -345,8 +345,9 @@ def test_shipped_synthetic_stages_chain_through_the_cli(tmp_path, monkeypatch):
     stage finds the previous stage's ``last.ckpt`` at the path its config names."""
     from pathlib import Path
 
-    from ssvar.cli import run_cli
     from synth import TINY
+
+    from ssvar.cli import run_cli
 
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(tmp_path)  # the configs' relative run folders land here

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ssvar.models import TimeSformer, timesformer_vit_b, timesformer_vit_s
 from ssvar.models.timesformer import DividedBlock
