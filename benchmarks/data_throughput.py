@@ -54,8 +54,14 @@ PIPELINES = ("ssvar", "pytorchvideo", "decode_bound")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=str(DEFAULT_ROOT), help="dataset root (<root>/<class>/<video>); default ../shared/data/surv_fight")
-    p.add_argument("--limit", type=int, default=None, help="videos per pass, evenly spread over the index (default: all)")
+    p.add_argument(
+        "--root",
+        default=str(DEFAULT_ROOT),
+        help="dataset root (<root>/<class>/<video>); default ../shared/data/surv_fight",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="videos per pass, evenly spread over the index (default: all)"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=5, help="videos decoded by each pipeline before timing")
     p.add_argument("--frames", type=int, default=8, help="T: frames per clip")
@@ -63,9 +69,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=112)
     p.add_argument("--short-side", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--decoder", default="pyav", help="ssvar's decoder: pyav (sparse decoding, default), pyav-full, torchcodec")
-    p.add_argument("--gop-aware-shift", type=int, default=0,
-                   help="ssvar's VideoDataset(gop_aware_shift=N): clips may move by N frames (the bound keeps the unshifted clip)")
+    p.add_argument(
+        "--decoder", default="pyav", help="ssvar's decoder: pyav (sparse decoding, default), pyav-full, torchcodec"
+    )
+    p.add_argument(
+        "--gop-aware-shift",
+        type=int,
+        default=0,
+        help="ssvar's VideoDataset(gop_aware_shift=N): clips may move by N frames (the bound keeps the unshifted clip)",
+    )
     p.add_argument("--write", action="store_true", help=f"write/update the section in {RESULTS.name}")
     p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -204,8 +216,16 @@ def main(argv=None) -> dict:
     augment = AugmentConfig(crop_size=args.crop)
     views = {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")}
     ds = VideoDataset(
-        root, index, views, num_frames=args.frames, stride=args.stride, augment=augment, short_side=args.short_side, train=True,
-        decoder=args.decoder, gop_aware_shift=args.gop_aware_shift,
+        root,
+        index,
+        views,
+        num_frames=args.frames,
+        stride=args.stride,
+        augment=augment,
+        short_side=args.short_side,
+        train=True,
+        decoder=args.decoder,
+        gop_aware_shift=args.gop_aware_shift,
     )
     weak, strong = weak_transform(augment), strong_transform(augment)
 

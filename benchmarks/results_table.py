@@ -35,7 +35,15 @@ def load_runs(pattern: str) -> tuple[list[dict], list[str]]:
         with open(f, encoding="utf-8") as fh:
             data = json.load(fh)
         for r in data.get("runs", []):
-            key = (r["method"], r["labels_per_class"], r["seed"], r.get("settings_id"), r["config"], r["max_steps"], tuple(r.get("sets", [])))
+            key = (
+                r["method"],
+                r["labels_per_class"],
+                r["seed"],
+                r.get("settings_id"),
+                r["config"],
+                r["max_steps"],
+                tuple(r.get("sets", [])),
+            )
             seen.setdefault(key, r)
     return list(seen.values()), files
 
@@ -149,7 +157,11 @@ def write_block(readme: Path, table: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"), help="glob of result files")
+    p.add_argument(
+        "--results",
+        default=str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"),
+        help="glob of result files",
+    )
     p.add_argument("--write", action="store_true", help="replace the marked block in --readme")
     p.add_argument("--readme", default=str(REPO / "README.md"))
     args = p.parse_args(argv)

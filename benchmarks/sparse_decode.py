@@ -95,13 +95,17 @@ def main(argv=None) -> dict:
                 cpu["shifted bound"] += time.process_time() - c0
                 shifts.append(s)
                 if not torch.equal(shifted, decoders["full"].decode(path, lambda info: moved, args.short_side)[0]):
-                    raise SystemExit(f"shifted sparse decoding differs from the full decode on {path} (frames {moved.tolist()})")
+                    raise SystemExit(
+                        f"shifted sparse decoding differs from the full decode on {path} (frames {moved.tolist()})"
+                    )
     n = args.repeats * len(plans)
     ms = {k: 1000 * v / n for k, v in cpu.items()}
-    print(f"{len(plans)} videos x {args.repeats} repeats, {args.frames}x{args.stride} clips, short side {args.short_side}; "
-          f"CPU ms per clip: bound {ms['bound']:.1f}, ssvar full {ms['full']:.1f}, ssvar sparse {ms['sparse']:.1f}; "
-          f"bound / sparse = {ms['bound'] / ms['sparse']:.2f}x, full / sparse = {ms['full'] / ms['sparse']:.2f}x; "
-          "every sparse clip bit-identical to the full decode")
+    print(
+        f"{len(plans)} videos x {args.repeats} repeats, {args.frames}x{args.stride} clips, short side {args.short_side}; "
+        f"CPU ms per clip: bound {ms['bound']:.1f}, ssvar full {ms['full']:.1f}, ssvar sparse {ms['sparse']:.1f}; "
+        f"bound / sparse = {ms['bound'] / ms['sparse']:.2f}x, full / sparse = {ms['full'] / ms['sparse']:.2f}x; "
+        "every sparse clip bit-identical to the full decode"
+    )
     if args.gop_aware_shift:
         moved = sum(1 for s in shifts if s)
         print(f"GOP-aware shift <= {args.gop_aware_shift}: sparse on shifted clips {ms['shifted']:.1f} ms per clip "

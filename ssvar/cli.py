@@ -26,14 +26,24 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command("train a method from a config (`--config demo`; `ssvar fit --help` lists every option)", "ssvar.lightning_cli:main", True),
+    "fit": Command(
+        "train a method from a config (`--config demo`; `ssvar fit --help` lists every option)",
+        "ssvar.lightning_cli:main",
+        True,
+    ),
     "validate": Command("validation metrics of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
     "test": Command("multi-view test accuracy of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
-    "predict": Command("predict a data module's test list from a checkpoint; writes predictions.csv", "ssvar.lightning_cli:main", True),
-    "predict-videos": Command("top-k classes of video files or folders from a checkpoint (--ckpt)", "ssvar.commands:predict_videos_main"),
+    "predict": Command(
+        "predict a data module's test list from a checkpoint; writes predictions.csv", "ssvar.lightning_cli:main", True
+    ),
+    "predict-videos": Command(
+        "top-k classes of video files or folders from a checkpoint (--ckpt)", "ssvar.commands:predict_videos_main"
+    ),
     "splits": Command("make and verify class-balanced labelled split lists", "ssvar.commands:splits_main"),
     "check-videos": Command("list unreadable or too-short videos under a folder", "ssvar.commands:check_videos_main"),
-    "prepare-videos": Command("re-encode videos for fast training (resize, constant frame rate)", "ssvar.commands:prepare_videos_main"),
+    "prepare-videos": Command(
+        "re-encode videos for fast training (resize, constant frame rate)", "ssvar.commands:prepare_videos_main"
+    ),
     "configs": Command("list the shipped configs, or copy one out to edit", "ssvar.commands:configs_main"),
 }
 

@@ -99,7 +99,9 @@ def _splits_make(args: argparse.Namespace) -> int:
     if args.test_fraction is not None:
         pool, test = S.make_group_split(pool, args.test_fraction, args.seed)
     if args.test_out and test is None:
-        raise S.SplitError("--test-out: this dataset folder has no official test list (validate.csv); use --test-fraction")
+        raise S.SplitError(
+            "--test-out: this dataset folder has no official test list (validate.csv); use --test-fraction"
+        )
     labeled = S.make_labeled_split(pool, per_class=args.per_class, percent=args.percent, seed=args.seed)
     unlabeled = pool.without(labeled)
     # Every list is formatted (and so checked) before the first one is written.

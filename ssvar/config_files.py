@@ -60,7 +60,9 @@ def _resolve(value: str) -> str:
     try:
         return str(config_path(value))
     except FileNotFoundError:
-        raise FileNotFoundError(f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)") from None
+        raise FileNotFoundError(
+            f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)"
+        ) from None
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:

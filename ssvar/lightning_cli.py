@@ -61,7 +61,13 @@ class RunConfigCallback(SaveConfigCallback):
 
             folder = run_dir(trainer)
             os.makedirs(folder, exist_ok=True)
-            self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True, multifile=self.multifile)
+            self.parser.save(
+                self.config,
+                os.path.join(folder, self.config_filename),
+                skip_none=False,
+                overwrite=True,
+                multifile=self.multifile,
+            )
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
@@ -89,7 +95,9 @@ class SsvarCLI(LightningCLI):
         if sub:
             ckpt = self.config[sub].get("ckpt_path")
             if ckpt is None and sub in ("validate", "test", "predict"):
-                raise CheckpointError("give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)")
+                raise CheckpointError(
+                    "give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)"
+                )
             if ckpt is not None and str(ckpt) not in _SPECIAL_CKPT:
                 check_checkpoint_path(ckpt)
         super()._parse_ckpt_path()

@@ -37,7 +37,14 @@ from ssvar.data.index import VIDEO_EXTENSIONS, VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig, normalize_video
 
 # Used when a checkpoint predates ``ssvar_clip_settings`` (the data module defaults).
-DEFAULT_CLIP_SETTINGS = {"num_frames": 8, "stride": 4, "crop_size": 112, "short_side": 128, "test_clips": 5, "test_crops": 3}
+DEFAULT_CLIP_SETTINGS = {
+    "num_frames": 8,
+    "stride": 4,
+    "crop_size": 112,
+    "short_side": 128,
+    "test_clips": 5,
+    "test_crops": 3,
+}
 
 
 @dataclass
@@ -63,13 +70,19 @@ def find_video_files(paths: Sequence[str]) -> list[str]:
         if os.path.isdir(p):
             for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                out += [os.path.join(dirpath, f) for f in sorted(filenames) if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+                out += [
+                    os.path.join(dirpath, f)
+                    for f in sorted(filenames)
+                    if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
+                ]
         else:
             out.append(p)
     return out
 
 
-def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Module | None = None, map_location: str = "cpu"):
+def load_model(
+    ckpt_path: str, model_config: dict | None = None, backbone: nn.Module | None = None, map_location: str = "cpu"
+):
     """Rebuild the method stored in ``ckpt_path`` (in eval mode) with its weights.
 
     Args:
@@ -89,10 +102,16 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("_instantiator", None)
     if model_config is not None:
-        hp = {"_class_path": model_config["class_path"], **(model_config.get("init_args") or {}), "num_classes": hp.get("num_classes")}
+        hp = {
+            "_class_path": model_config["class_path"],
+            **(model_config.get("init_args") or {}),
+            "num_classes": hp.get("num_classes"),
+        }
     class_path = hp.get("_class_path") or ckpt.get("ssvar_method_class")
     if class_path is None:
-        raise ValueError(f"{ckpt_path} names no method class: pass the training config's model section (--model-config)")
+        raise ValueError(
+            f"{ckpt_path} names no method class: pass the training config's model section (--model-config)"
+        )
     if backbone is not None:
         module_name, cls_name = class_path.rsplit(".", 1)
         cls = getattr(__import__(module_name, fromlist=[cls_name]), cls_name)
@@ -147,7 +166,14 @@ def predict_videos(
     from ssvar.data.dataset import VideoDataset, ViewSpec
 
     cs = {**DEFAULT_CLIP_SETTINGS, **(getattr(model, "clip_settings", None) or {})}
-    given = dict(num_frames=num_frames, stride=stride, crop_size=crop_size, short_side=short_side, test_clips=clips, test_crops=crops)
+    given = dict(
+        num_frames=num_frames,
+        stride=stride,
+        crop_size=crop_size,
+        short_side=short_side,
+        test_clips=clips,
+        test_crops=crops,
+    )
     cs.update({k: v for k, v in given.items() if v is not None})
     if cs["test_crops"] not in (1, 3):
         raise ValueError(f"crops must be 1 or 3, got {cs['test_crops']}")

@@ -19,11 +19,32 @@ def _fit_checkpoint(tmp_path: Path, method: str) -> tuple[str, object]:
     """One training step through the CLI; returns the checkpoint and the trained module."""
     root = tmp_path / "run"
     cli = run_cli(
-        ["fit", "--config", str(REPO / "examples/configs/demo.yaml"),
-         "--config", str(REPO / f"examples/configs/methods/{method}.yaml"), *_tiny_synth_args(tmp_path / "synth"),
-         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-         "--trainer.check_val_every_n_epoch", "1", "--trainer.logger", "false", "--trainer.default_root_dir", str(root),
-         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--test_after_fit", "false"],
+        [
+            "fit",
+            "--config",
+            str(REPO / "examples/configs/demo.yaml"),
+            "--config",
+            str(REPO / f"examples/configs/methods/{method}.yaml"),
+            *_tiny_synth_args(tmp_path / "synth"),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--test_after_fit",
+            "false",
+        ],
     )
     ckpts = sorted(root.rglob("*.ckpt"))
     assert ckpts, "no checkpoint written"
@@ -52,7 +73,11 @@ def test_predict_from_every_methods_checkpoint(tmp_path, capsys, method):
     # Same numbers as the trained module itself on the same test views (multi-view average).
     model = cli.model.eval()
     dm = cli.datamodule
-    ds = dm.dataset(dm.splits.test, {"video": __import__("ssvar.data.dataset", fromlist=["ViewSpec"]).ViewSpec("test", clips=2)}, train=False)
+    ds = dm.dataset(
+        dm.splits.test,
+        {"video": __import__("ssvar.data.dataset", fromlist=["ViewSpec"]).ViewSpec("test", clips=2)},
+        train=False,
+    )
     with torch.no_grad():
         x = ds[0]["video"]
         from ssvar.data.transforms import normalize_video

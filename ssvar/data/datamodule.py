@@ -171,13 +171,22 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction, self.validation_list, self.val_seed = val_fraction, validation_list, val_seed
         self._warned_val_is_test = False
-        for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("mu", mu),
+            ("num_frames", num_frames),
+            ("stride", stride),
+            ("crop_size", crop_size),
+            ("test_clips", test_clips),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if test_crops not in (1, 3):
             raise ValueError(f"test_crops must be 1 or 3, got {test_crops}")
         if weak_aug == "scale_jitter" and not crop_size <= jitter_range[0] <= jitter_range[1]:
-            raise ValueError(f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size {crop_size}")
+            raise ValueError(
+                f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size {crop_size}"
+            )
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.root = os.path.expanduser(root) if root else root
@@ -257,13 +266,20 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         an unlabelled video in the test list is a warning (transductive setups do it on purpose)."""
         errors: list[str] = []
         keys = {}  # every list's path keys, computed once (600,000 entries at Kinetics scale)
-        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled), ("test", sp.test), ("validation", sp.val)):
+        for name, ix in (
+            ("labelled", sp.labeled),
+            ("unlabelled", sp.unlabeled),
+            ("test", sp.test),
+            ("validation", sp.val),
+        ):
             if ix is sp.test and name == "validation":
                 continue
             keys[name] = [path_key(r.path) for r in ix]
             dups = _duplicates(ix, keys[name])
             if dups and not self.allow_duplicates:
-                errors.append(f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}")
+                errors.append(
+                    f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}"
+                )
             elif dups:
                 warnings.warn(f"{len(dups)} repeated {name} video(s): {S._examples(dups)}", stacklevel=3)
         counts = [0] * len(sp.labeled.classes)
@@ -272,7 +288,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 counts[r.label] += 1
         empty = [f"{i} {c}" for i, (c, n) in enumerate(zip(sp.labeled.classes, counts)) if n == 0]
         if empty and not self.allow_empty_classes:
-            errors.append(f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}")
+            errors.append(
+                f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}"
+            )
         elif empty:
             warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
         test_keys = set(keys["test"])
@@ -281,7 +299,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             if both and name == "labelled":
                 errors.append(f"{len(both)} labelled video(s) also in the test list: {S._examples(both)}")
             elif both:
-                warnings.warn(f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3)
+                warnings.warn(
+                    f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3
+                )
         if errors:
             raise SplitError("; ".join(errors))
         return keys["unlabelled"]
@@ -312,7 +332,12 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 stacklevel=2,
             )
         if self.check_files:
-            sets = {"fit": (sp.labeled, sp.unlabeled, sp.val), "validate": (sp.val,), "test": (sp.test,), "predict": (sp.test,)}
+            sets = {
+                "fit": (sp.labeled, sp.unlabeled, sp.val),
+                "validate": (sp.val,),
+                "test": (sp.test,),
+                "predict": (sp.test,),
+            }
             for ix in sets.get(stage, ()):
                 ix.with_root_check(self.root)
 
@@ -321,7 +346,15 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
 
-    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True, skip_broken: bool = False) -> VideoDataset:
+    def dataset(
+        self,
+        index: VideoIndex,
+        views: dict[str, ViewSpec],
+        *,
+        train: bool,
+        labeled: bool = True,
+        skip_broken: bool = False,
+    ) -> VideoDataset:
         return VideoDataset(
             self.root,
             index,
@@ -348,8 +381,16 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None,
-                loader_cls: type[DataLoader] = DataLoader) -> DataLoader:
+    def _loader(
+        self,
+        ds,
+        batch_size: int,
+        sampler,
+        drop_last: bool,
+        generator: torch.Generator | None = None,
+        collate_fn=None,
+        loader_cls: type[DataLoader] = DataLoader,
+    ) -> DataLoader:
         return loader_cls(
             ds,
             batch_size=batch_size,
@@ -421,7 +462,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         # Its own generator: evaluation never draws from the global RNG, so validating (or not)
         # leaves the training stream untouched and resuming stays exact.
         gen = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping)
+        return self._loader(
+            ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping
+        )
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
@@ -476,7 +519,12 @@ def _labeled_from(
         raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
     if labeled_list is None:
         return S.make_labeled_split(
-            train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test, too_few="error"
+            train,
+            per_class=labeled_per_class,
+            percent=labeled_percent,
+            seed=seed,
+            group_disjoint_test=test,
+            too_few="error",
         )
     listed = S.read_list(labeled_list, classes=train.classes)
     by_key = {path_key(r.path): r for r in train.records}
@@ -561,7 +609,15 @@ class FolderDataModule(SemiSupervisedDataModule):
             train = tree.without(test)
         else:
             train, test = S.make_group_split(tree, self.test_fraction, seed=self.split_seed)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            test,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -591,7 +647,11 @@ class UCF101DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split = splits_dir, split
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def class_names(self) -> list[str]:
         return S.read_ucf101_classind(os.path.join(self.splits_dir, "classInd.txt"))
@@ -600,7 +660,14 @@ class UCF101DataModule(SemiSupervisedDataModule):
         ci = os.path.join(self.splits_dir, "classInd.txt")
         train = S.read_ucf101_list(os.path.join(self.splits_dir, f"trainlist0{self.split}.txt"), ci)
         test = S.read_ucf101_list(os.path.join(self.splits_dir, f"testlist0{self.split}.txt"), ci)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -634,13 +701,24 @@ class HMDB51DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"HMDB51 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split, self.include_unused = splits_dir, split, include_unused
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def build_splits(self) -> Splits:
         train, test, unused = S.read_hmdb51_split(self.splits_dir, self.split)
         if self.include_unused:
             train = VideoIndex(train.records + unused.records, list(train.classes))
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -669,7 +747,11 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
     ):
         super().__init__(root=root, **kwargs)
         self.train_list, self.val_list, self.classes_file = train_list, val_list, classes_file
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def _read(self, path: str, classes):
         if path.endswith(".csv") and _has_csv_header(path):
@@ -680,7 +762,14 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         classes = S.read_class_names(self.classes_file) if self.classes_file else None
         train = self._read(self.train_list, classes)
         val = self._read(self.val_list, train.classes)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 

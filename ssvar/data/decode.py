@@ -65,7 +65,9 @@ class Decoder(Protocol):
 
     def probe(self, path: str) -> VideoInfo: ...
 
-    def decode(self, path: str, plan: FramePlan, short_side: int | None = None) -> tuple[torch.Tensor, list[int], VideoInfo]:
+    def decode(
+        self, path: str, plan: FramePlan, short_side: int | None = None
+    ) -> tuple[torch.Tensor, list[int], VideoInfo]:
         """Open ``path``, ask ``plan(info)`` which frame indices are needed, decode them.
 
         Returns ``(frames, indices, info)``: ``frames`` is uint8 ``[N, H, W, 3]`` for the sorted
@@ -220,7 +222,9 @@ class PyAVDecoder:
         finally:
             container.close()
 
-    def _decode_indices(self, container, stream, info: VideoInfo, wanted: list[int], short_side, path, sparse: bool = False):
+    def _decode_indices(
+        self, container, stream, info: VideoInfo, wanted: list[int], short_side, path, sparse: bool = False
+    ):
         out_w, out_h = resized_shape(info.width, info.height, short_side)
         tb = stream.time_base or Fraction(1, 1)
         start_pts = stream.start_time if stream.start_time is not None else 0
@@ -244,7 +248,9 @@ class PyAVDecoder:
 
         skipped: list[float] = []  # times of packets decoded with NONREF (maybe not decoded)
         state = {"flushed": False}
-        frames = _sparse_frames(container, stream, targets, half, skipped, state) if sparse else container.decode(stream)
+        frames = (
+            _sparse_frames(container, stream, targets, half, skipped, state) if sparse else container.decode(stream)
+        )
         k, last, first = 0, None, True
         for frame in frames:
             t = frame.time

@@ -119,7 +119,9 @@ def read_groups_csv(path: PathLike) -> dict[str, str]:
         header = reader.fieldnames or []
         column = next((c for c in ("group", "source_group") if c in header), None)
         if "path" not in header or column is None:
-            raise SplitError(f"{_origin(path, 1)}: header needs 'path' and 'group' or 'source_group' columns, got {header}")
+            raise SplitError(
+                f"{_origin(path, 1)}: header needs 'path' and 'group' or 'source_group' columns, got {header}"
+            )
         groups: dict[str, str] = {}
         for row in reader:
             where = _origin(path, reader.line_num)
@@ -176,7 +178,9 @@ def read_folder_tree(
         for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel = Path(dirpath).relative_to(root).as_posix()
-            files += [f"{rel}/{n}" for n in filenames if not n.startswith(".") and os.path.splitext(n)[1].lower() in exts]
+            files += [
+                f"{rel}/{n}" for n in filenames if not n.startswith(".") and os.path.splitext(n)[1].lower() in exts
+            ]
     _check_same_stem(root, sorted(files))
     records = [
         VideoRecord(rel, label_of[rel.split("/", 1)[0]], groups.get(path_key(rel)), os.fspath(root / rel))

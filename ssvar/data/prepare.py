@@ -194,7 +194,9 @@ def prepare_one(src: str, dst: str, rel: str, settings: PrepareSettings) -> Prep
         frames, duration, size = _decoded_stats(tmp)
         res.output_frames, res.output_duration, res.output_size = frames, duration, size
         if frames != got["frames"]:
-            raise VerificationError(f"verification failed: the output decodes to {frames} frames, the source to {got['frames']}")
+            raise VerificationError(
+                f"verification failed: the output decodes to {frames} frames, the source to {got['frames']}"
+            )
         if abs(duration - got["duration"]) > 1.01 / got["fps"]:
             raise VerificationError(
                 f"verification failed: the output lasts {duration:.3f} s, the source {got['duration']:.3f} s")
@@ -326,9 +328,17 @@ def prepare_videos(
     old_settings, old_entries = _previous_run(dst)
     if old_settings is not None and old_settings != asdict(settings) and not overwrite:
         raise ValueError(
-            f"{dst} was prepared with other settings ({old_settings}); use another DST, the same settings, or --overwrite")
-    done_before = {} if overwrite else {
-        e["source"]: PrepareResult(**{**e, "status": "skipped"}) for e in old_entries if e["status"] in ("done", "skipped")}
+            f"{dst} was prepared with other settings ({old_settings}); use another DST, the same settings, or --overwrite"
+        )
+    done_before = (
+        {}
+        if overwrite
+        else {
+            e["source"]: PrepareResult(**{**e, "status": "skipped"})
+            for e in old_entries
+            if e["status"] in ("done", "skipped")
+        }
+    )
 
     if lists:
         names = [os.path.basename(p) for p in lists]

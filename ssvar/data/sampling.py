@@ -94,7 +94,12 @@ def tiling_offsets(
 
 
 def gop_aware_shift(
-    indices: np.ndarray, num_frames: int, is_ref: np.ndarray, keyframes: np.ndarray, max_shift: int, seek_margin: int = 8
+    indices: np.ndarray,
+    num_frames: int,
+    is_ref: np.ndarray,
+    keyframes: np.ndarray,
+    max_shift: int,
+    seek_margin: int = 8,
 ) -> int:
     """The shift ``s`` (``|s| <= max_shift``) of a sample's frame indices that makes them
     cheapest to decode with sparse decoding; 0 when nothing is cheaper or ``max_shift`` is 0.

@@ -133,21 +133,31 @@ def make_validation_split(train: VideoIndex, labeled: VideoIndex, fraction: floa
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
     lab_keys = {path_key(r.path) for r in labeled}
     lab_groups = {r.group for r in labeled if r.group is not None}
-    pool = [i for i, r in enumerate(train.records) if path_key(r.path) not in lab_keys and (r.group is None or r.group not in lab_groups)]
+    pool = [
+        i
+        for i, r in enumerate(train.records)
+        if path_key(r.path) not in lab_keys and (r.group is None or r.group not in lab_groups)
+    ]
     if len(pool) < 2:
-        raise SplitError(f"cannot draw a validation set: only {len(pool)} training video(s) are neither labelled nor share a group with a labelled one")
+        raise SplitError(
+            f"cannot draw a validation set: only {len(pool)} training video(s) are neither labelled nor share a group with a labelled one"
+        )
     _, val = make_group_split(train.subset(pool), fraction, seed=seed)
     return val
 
 
-def check_validation_split(val: VideoIndex, labeled: VideoIndex, test: VideoIndex, where: str = "validation_list") -> None:
+def check_validation_split(
+    val: VideoIndex, labeled: VideoIndex, test: VideoIndex, where: str = "validation_list"
+) -> None:
     """A validation list must name neither a labelled nor a test video."""
     for other, what in ((labeled, "labelled"), (test, "test")):
         keys = {path_key(r.path) for r in other}
         clash = [r for r in val if path_key(r.path) in keys]
         if clash:
             r = clash[0]
-            raise SplitError(f"{r.origin or where}: {r.path} is a {what} video; a validation video must be neither labelled nor in the test set ({len(clash)} such)")
+            raise SplitError(
+                f"{r.origin or where}: {r.path} is a {what} video; a validation video must be neither labelled nor in the test set ({len(clash)} such)"
+            )
 
 
 def make_group_split(
@@ -244,7 +254,11 @@ class SplitReport:
     def format(self, verbose: bool = False) -> str:
         """A readable summary; ``verbose`` lists the counts of every class."""
         out = [f"classes: {len(self.classes)}"]
-        for name, counts in (("labelled", self.labeled_counts), ("unlabelled", self.unlabeled_counts), ("test", self.test_counts)):
+        for name, counts in (
+            ("labelled", self.labeled_counts),
+            ("unlabelled", self.unlabeled_counts),
+            ("test", self.test_counts),
+        ):
             if counts is None:
                 continue
             line = f"{name}: {sum(counts)} videos"
@@ -255,7 +269,10 @@ class SplitReport:
         if verbose:
             out.append("per class (labelled / unlabelled / test):")
             for c, name in enumerate(self.classes):
-                cols = [str(x[c]) if x is not None else "-" for x in (self.labeled_counts, self.unlabeled_counts, self.test_counts)]
+                cols = [
+                    str(x[c]) if x is not None else "-"
+                    for x in (self.labeled_counts, self.unlabeled_counts, self.test_counts)
+                ]
                 out.append(f"  {c:4d} {name}: {' / '.join(cols)}")
         out += [f"ERROR: {e}" for e in self.errors]
         out += [f"warning: {w}" for w in self.warnings]
@@ -285,7 +302,9 @@ def verify_split(
     if num_classes is None:
         num_classes = len(classes)
     if num_classes == 0:
-        num_classes = 1 + max((r.label for ix in (labeled, unlabeled, test, index) if ix is not None for r in ix), default=-1)
+        num_classes = 1 + max(
+            (r.label for ix in (labeled, unlabeled, test, index) if ix is not None for r in ix), default=-1
+        )
     classes = list(classes[:num_classes]) + [str(i) for i in range(len(classes), num_classes)]
     errors: list[str] = []
     warns: list[str] = []
@@ -314,7 +333,9 @@ def verify_split(
             errors.append(f"{name}: {len(dups)} duplicate video(s): {_examples(dups)}")
         mislabeled = _folder_label_mismatches(ix, classes)
         if mislabeled:
-            warns.append(f"{name}: {len(mislabeled)} video(s) whose folder is another class than their label: {_examples(mislabeled)}")
+            warns.append(
+                f"{name}: {len(mislabeled)} video(s) whose folder is another class than their label: {_examples(mislabeled)}"
+            )
 
     labeled_counts = counts(labeled) or []
     empty = [f"{i} {classes[i]}" for i in range(num_classes) if labeled_counts[i] == 0]

@@ -63,7 +63,9 @@ class VideoBackbone(nn.Module):
         if path and not _RESTORING.get():
             self.load_checkpoint(path)
 
-    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None) -> None:
+    def load_checkpoint(
+        self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None
+    ) -> None:
         """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
         Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
         sub-module's keys. Files are read with ``torch.load(weights_only=True)``; a file that
@@ -74,7 +76,9 @@ class VideoBackbone(nn.Module):
             try:
                 from safetensors.torch import load_file as load_safetensors
             except ImportError:
-                raise ImportError("loading a .safetensors file needs the safetensors package: pip install safetensors") from None
+                raise ImportError(
+                    "loading a .safetensors file needs the safetensors package: pip install safetensors"
+                ) from None
             try:
                 obj = load_safetensors(str(path), device="cpu")
             except (OSError, ValueError, RuntimeError) as e:

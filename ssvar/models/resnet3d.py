@@ -104,11 +104,15 @@ class SlowOnlyR50(VideoBackbone):
             CMPL (~2M parameters). ``64 * width_multiplier`` must be a whole number.
     """
 
-    def __init__(self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0):
+    def __init__(
+        self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0
+    ):
         super().__init__()
         stem = 64 * width_multiplier
         if width_multiplier <= 0 or stem != int(stem):
-            raise ValueError(f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}")
+            raise ValueError(
+                f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}"
+            )
         stem = int(stem)
         if depth not in _DEPTHS:
             raise ValueError(f"depth must be one of {sorted(_DEPTHS)}, got {depth}")
@@ -118,7 +122,14 @@ class SlowOnlyR50(VideoBackbone):
         cin, inner = stem, stem
         for n, t_kernel, stride in zip(_DEPTHS[depth], (1, 1, 3, 3), (1, 2, 2, 2)):
             cout = inner * 4
-            blocks.append(_Stage([_ResBlock(cin if i == 0 else cout, inner, cout, t_kernel, stride if i == 0 else 1) for i in range(n)]))
+            blocks.append(
+                _Stage(
+                    [
+                        _ResBlock(cin if i == 0 else cout, inner, cout, t_kernel, stride if i == 0 else 1)
+                        for i in range(n)
+                    ]
+                )
+            )
             cin, inner = cout, inner * 2
         # Same key names as pytorchvideo's Net ("blocks.<i>..."): stem, res2, res3, res4, res5.
         self.blocks = nn.ModuleList(blocks)
@@ -204,7 +215,9 @@ class ResNet3d18(VideoBackbone):
         bn_eps: BatchNorm epsilon (LTG: 1e-3).
     """
 
-    def __init__(self, checkpoint: str | None = None, in_channels: int = 3, with_pool2: bool = True, bn_eps: float = 1e-3):
+    def __init__(
+        self, checkpoint: str | None = None, in_channels: int = 3, with_pool2: bool = True, bn_eps: float = 1e-3
+    ):
         super().__init__()
         widths = [64, 128, 256, 512]
         self.stem = nn.Sequential(
@@ -214,7 +227,9 @@ class ResNet3d18(VideoBackbone):
         stages, cin = [], 64
         for i, w in enumerate(widths):
             s = 1 if i == 0 else 2
-            stages.append(nn.Sequential(_BasicBlock3d(cin, w, (s, s, s), bn_eps), _BasicBlock3d(w, w, (1, 1, 1), bn_eps)))
+            stages.append(
+                nn.Sequential(_BasicBlock3d(cin, w, (s, s, s), bn_eps), _BasicBlock3d(w, w, (1, 1, 1), bn_eps))
+            )
             cin = w
         self.stages = nn.ModuleList(stages)
         self.pool2 = nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1)) if with_pool2 else None
