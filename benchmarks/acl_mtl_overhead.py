@@ -207,8 +207,9 @@ def main(argv=None) -> dict:
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     step, bank = med(full, "step_ms"), med(full, "bank_ms")
     res = {
-        "setting": f"Tiny3D({args.width}), {args.batch} labelled + {args.batch} unlabelled clips of {args.frames}x{args.size}x{args.size}"
-        f", {'no MTL' if args.no_mtl else 'MTL with 2 long clips'}, bank {args.bank_size} x {args.proj_dim}, refit every {args.refit_every}",
+        "setting": f"Tiny3D({args.width}), {args.batch} labelled + {args.batch} unlabelled clips of "
+        f"{args.frames}x{args.size}x{args.size}, {'no MTL' if args.no_mtl else 'MTL with 2 long clips'}, "
+        f"bank {args.bank_size} x {args.proj_dim}, refit every {args.refit_every}",
         "device": torch.cuda.get_device_name()
         if args.accelerator == "gpu"
         else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",

@@ -360,7 +360,8 @@ def render(f: dict) -> str:
         "decode_bound": "(b) decode-only bound (PyAV seek + decode, kept frames to rgb24 at short side)",
     }
     lines = [
-        "| pipeline | samples/s (CPU time) | ms/sample (CPU time) | samples/s (wall) | ms/sample (wall) | CPU s per pass | wall s per pass |",
+        "| pipeline | samples/s (CPU time) | ms/sample (CPU time) | samples/s (wall) | ms/sample (wall) "
+        "| CPU s per pass | wall s per pass |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for k in PIPELINES:
@@ -381,16 +382,19 @@ def render(f: dict) -> str:
             f"- Command: `{f['command']}`",
             f"- Date: {f['date']}",
             f"- Machine: {m['cpu']}, {m['cpu_count']} CPUs; Python {m['python']}, torch {m['torch']}, "
-            f"torchvision {m['torchvision']}, av {m['av']} (libavcodec {m['ffmpeg']}), pytorchvideo {m['pytorchvideo']}; "
+            f"torchvision {m['torchvision']}, av {m['av']} (libavcodec {m['ffmpeg']}), pytorchvideo "
+            f"{m['pytorchvideo']}; "
             f"1-min load average before/after the timed passes: {load} (other jobs share the machine)",
-            f"- Sample: weak + strong view of one {f['frames']}x{f['stride']} clip (frames x stride), crop {f['crop']}, "
+            f"- Sample: weak + strong view of one {f['frames']}x{f['stride']} clip (frames x stride), crop "
+            f"{f['crop']}, "
             f"short side {f['short_side']}; one thread (`torch.set_num_threads(1)`, PyAV `thread_count=1`); "
             f"{f['videos']} videos per pass, the three pipelines interleaved video by video, same seeded clip "
             f"positions for all; median of {f['repeats']} pass(es).",
             "",
             *lines,
             "",
-            f"- ssvar / pytorchvideo: **{f['cpu_ratio_vs_pytorchvideo']:.2f}x** CPU time, {f['ratio_vs_pytorchvideo']:.2f}x "
+            f"- ssvar / pytorchvideo: **{f['cpu_ratio_vs_pytorchvideo']:.2f}x** CPU time, "
+            f"{f['ratio_vs_pytorchvideo']:.2f}x "
             f"wall (target >= {TARGET_VS_PYTORCHVIDEO}x: {mark(f['target_vs_pytorchvideo_met'])})",
             f"- ssvar / decode bound: **{f['cpu_ratio_vs_bound']:.2f}x** CPU time, {f['ratio_vs_bound']:.2f}x wall "
             f"(target >= {TARGET_VS_BOUND}x: {mark(f['target_vs_bound_met'])})",

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     chance = 100.0 / cli.datamodule.num_classes
     print(
-        "\n| backbone | labels/class | val 1-NN | val linear | test 1-NN | test linear |\n|---|---:|---:|---:|---:|---:|"
+        "\n| backbone | labels/class | val 1-NN | val linear | test 1-NN | test linear |"
+        "\n|---|---:|---:|---:|---:|---:|"
     )
     for name in backbones:
         for lpc in args.labels_per_class:

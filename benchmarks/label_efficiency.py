@@ -316,7 +316,7 @@ def run_one(spec: dict) -> dict:
     from ssvar.cli import run_cli
 
     if Path(ssvar.__file__).resolve().parents[1] != REPO:
-        warnings.warn(f"ssvar is imported from {ssvar.__file__}, not from this checkout ({REPO})")
+        warnings.warn(f"ssvar is imported from {ssvar.__file__}, not from this checkout ({REPO})", stacklevel=2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -433,7 +433,8 @@ def render_markdown(data: dict, png_name: str | None) -> str:
         f"- Date: {dates[0]} to {dates[-1]}"
         if dates and dates[0] != dates[-1]
         else f"- Date: {dates[0] if dates else '?'}",
-        f"- Machine: {m0.get('cpu', '?')}, {m0.get('cpu_count', '?')} CPUs (torch threads {m0.get('torch_threads', '?')}); "
+        f"- Machine: {m0.get('cpu', '?')}, {m0.get('cpu_count', '?')} CPUs (torch threads "
+        f"{m0.get('torch_threads', '?')}); "
         f"Python {m0.get('python', '?')}, torch {m0.get('torch', '?')}, lightning {m0.get('lightning', '?')}, "
         f"ssvar {m0.get('ssvar_commit', '?')}; "
         f"1-min load average at the start of the runs {data.get('loadavg', '?')}",
@@ -441,7 +442,8 @@ def render_markdown(data: dict, png_name: str | None) -> str:
         + (", ".join(f"`{s}`" for s in data.get("sets", [])) or "none"),
         "- Methods: " + ", ".join(f"{names[m]} `{data.get('method_configs', {}).get(m, m)}`" for m in agg),
         f"- Steps: {', '.join(map(str, steps))} optimiser steps for every run (equal steps for all methods); "
-        f"seeds {', '.join(map(str, seeds))}; test: multi-view `{', '.join(views)}` (clips x crops) on the final weights",
+        f"seeds {', '.join(map(str, seeds))}; test: multi-view `{', '.join(views)}` (clips x crops) on the final "
+        "weights",
         *([f"- Chance level: {100 / next(iter(ncls)):.1f} % ({next(iter(ncls))} classes)"] if len(ncls) == 1 else []),
         "- Cells: mean ± std (sample std over seeds) in %; **bold**: best mean in the column. "
         "Wall: fit + test seconds per run, mean over its runs.",

@@ -152,7 +152,8 @@ def main(argv=None) -> list[dict]:
             r["footage"] = label
             rows.append(r)
             print(
-                f"{label:9s} workers={w}: {r['videos_per_s']:.1f} videos/s wall, {r['cpu_ms_per_video']:.1f} ms CPU/video "
+                f"{label:9s} workers={w}: {r['videos_per_s']:.1f} videos/s wall, {r['cpu_ms_per_video']:.1f} ms "
+                "CPU/video "
                 f"({r['videos_per_core_s']:.1f} videos/s per core), {r['steps']} steps",
                 flush=True,
             )
@@ -174,17 +175,20 @@ def render(rows: list[dict], gpu: float, note: str, args, argv) -> str:
         f"- Command: `{cmd}`",
         f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPUs, "
         f"1-min load average at the end {load:.1f} (shared machine: compare CPU-time columns)",
-        f"- Loader: `FolderDataModule` + FixMatch views, batch {args.batch_size} labelled + {args.batch_size * args.mu} "
+        f"- Loader: `FolderDataModule` + FixMatch views, batch {args.batch_size} labelled + "
+        f"{args.batch_size * args.mu} "
         f"unlabelled (mu = {args.mu}) per step, {args.frames}x{args.stride} clips, crop {args.crop}, short side "
         f"{args.short_side}, decoder `{args.decoder}`, one full epoch per row",
         "",
-        "| footage | workers | steps | loader videos/s (wall) | clips/s per worker (wall) | CPU ms per video | videos/s per core (CPU time) |",
+        "| footage | workers | steps | loader videos/s (wall) | clips/s per worker (wall) | CPU ms per video "
+        "| videos/s per core (CPU time) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['footage']} | {r['workers']} | {r['steps']} | {r['videos_per_s']:.1f} | "
-            f"{r['videos_per_s'] / max(1, r['workers']):.1f} | {r['cpu_ms_per_video']:.1f} | {r['videos_per_core_s']:.1f} |"
+            f"{r['videos_per_s'] / max(1, r['workers']):.1f} | {r['cpu_ms_per_video']:.1f} | "
+            f"{r['videos_per_core_s']:.1f} |"
         )
     lines += ["", f"- GPU: {gpu:.0f} loader videos/s per GPU, {note}."]
     per_core = {}

@@ -171,7 +171,7 @@ def time_bare(args, batch) -> list[float]:
         return m["head"](m["backbone"](x))
 
     times = []
-    for i in range(args.steps + args.warmup):
+    for _ in range(args.steps + args.warmup):
         # Transfer and normalisation stay outside the timer, as in the Lightning run (there
         # they happen in on_after_batch_transfer, before on_train_batch_start).
         xl = (batch["labeled"]["weak"].to(dev).float() - mean) / std
@@ -236,7 +236,7 @@ def time_bare_actnetformer(args, batch) -> list[float]:
         return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(h.device))
 
     times = []
-    for i in range(args.steps + args.warmup):
+    for _ in range(args.steps + args.warmup):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()

@@ -186,7 +186,8 @@ def main(argv=None) -> dict:
             data.setdefault("loadavg", LE._loadavg())
             json_path.write_text(json.dumps(data, indent=1))
             print(
-                f"timebalance k={k} seed={seed}: top-1 {100 * rec['acc1']:.1f}, mean class {100 * rec['mean_class_acc']:.1f}, "
+                f"timebalance k={k} seed={seed}: top-1 {100 * rec['acc1']:.1f}, mean class "
+                f"{100 * rec['mean_class_acc']:.1f}, "
                 f"stage 3 {rec['wall_s']:.0f} s",
                 flush=True,
             )

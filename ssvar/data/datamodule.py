@@ -4,9 +4,9 @@ Training batches are ``{"labeled": {...}, "unlabeled": {...}}`` (a method that d
 labelled views, e.g. self-supervised pretraining, gets only ``"unlabeled"``). One epoch is one pass over the
 unlabelled pool: ``len(unlabeled) // (world_size * batch_size * mu)`` iterations. The tiny
 labelled set is resampled to fill the epoch by :class:`ResampledDistributedSampler`, a
-``DistributedSampler`` subclass (:mod:`ssvar.data.samplers`), so Lightning keeps it under DDP instead of replacing it. Methods
-that need no unlabelled views (Supervised) get the same number of iterations per epoch, so every
-method is compared at equal steps.
+``DistributedSampler`` subclass (:mod:`ssvar.data.samplers`), so Lightning keeps it under DDP
+instead of replacing it. Methods that need no unlabelled views (Supervised) get the same number
+of iterations per epoch, so every method is compared at equal steps.
 
 Validation uses one centre clip and crop; testing ``test_clips`` uniform clips x ``test_crops``
 crops per video, ``[V, C, T, H, W]`` per sample.
@@ -185,7 +185,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             raise ValueError(f"test_crops must be 1 or 3, got {test_crops}")
         if weak_aug == "scale_jitter" and not crop_size <= jitter_range[0] <= jitter_range[1]:
             raise ValueError(
-                f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size {crop_size}"
+                f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size "
+                f"{crop_size}"
             )
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
@@ -289,7 +290,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         empty = [f"{i} {c}" for i, (c, n) in enumerate(zip(sp.labeled.classes, counts)) if n == 0]
         if empty and not self.allow_empty_classes:
             errors.append(
-                f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}"
+                f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): "
+                f"{S._examples(empty)}"
             )
         elif empty:
             warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
@@ -424,7 +426,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             if len(sp.unlabeled) < world * self.batch_size * self.mu:
                 raise SplitError(
                     f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
-                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
+                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); "
+                    "label fewer videos per class"
                 )
             datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)

@@ -103,7 +103,8 @@ class ViewSpec:
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
         if self.stride_factor < 1 or self.stride_divisor < 1:
             raise ValueError(
-                f"ViewSpec.stride_factor and stride_divisor must be >= 1, got {self.stride_factor}, {self.stride_divisor}"
+                f"ViewSpec.stride_factor and stride_divisor must be >= 1, got {self.stride_factor}, "
+                f"{self.stride_divisor}"
             )
         if self.next_offset is not None and self.next_offset < 1:
             raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")

@@ -328,7 +328,8 @@ def prepare_videos(
     old_settings, old_entries = _previous_run(dst)
     if old_settings is not None and old_settings != asdict(settings) and not overwrite:
         raise ValueError(
-            f"{dst} was prepared with other settings ({old_settings}); use another DST, the same settings, or --overwrite"
+            f"{dst} was prepared with other settings ({old_settings}); "
+            "use another DST, the same settings, or --overwrite"
         )
     done_before = (
         {}

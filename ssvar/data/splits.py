@@ -140,7 +140,8 @@ def make_validation_split(train: VideoIndex, labeled: VideoIndex, fraction: floa
     ]
     if len(pool) < 2:
         raise SplitError(
-            f"cannot draw a validation set: only {len(pool)} training video(s) are neither labelled nor share a group with a labelled one"
+            f"cannot draw a validation set: only {len(pool)} training video(s) are neither labelled nor share a group "
+            "with a labelled one"
         )
     _, val = make_group_split(train.subset(pool), fraction, seed=seed)
     return val
@@ -156,7 +157,8 @@ def check_validation_split(
         if clash:
             r = clash[0]
             raise SplitError(
-                f"{r.origin or where}: {r.path} is a {what} video; a validation video must be neither labelled nor in the test set ({len(clash)} such)"
+                f"{r.origin or where}: {r.path} is a {what} video; a validation video must be neither labelled nor in "
+                f"the test set ({len(clash)} such)"
             )
 
 
@@ -334,7 +336,8 @@ def verify_split(
         mislabeled = _folder_label_mismatches(ix, classes)
         if mislabeled:
             warns.append(
-                f"{name}: {len(mislabeled)} video(s) whose folder is another class than their label: {_examples(mislabeled)}"
+                f"{name}: {len(mislabeled)} video(s) whose folder is another class than their label: "
+                f"{_examples(mislabeled)}"
             )
 
     labeled_counts = counts(labeled) or []

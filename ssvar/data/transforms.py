@@ -72,7 +72,8 @@ class AugmentConfig:
             raise ValueError("randaugment_exclude leaves no RandAugment op")
         if self.randaugment == "mmaction2" and not 0 <= self.randaugment_magnitude <= VideoRandAugment.MAX_LEVEL:
             raise ValueError(
-                f"randaugment_magnitude is a level of 0..10 for randaugment='mmaction2', got {self.randaugment_magnitude}"
+                "randaugment_magnitude is a level of 0..10 for randaugment='mmaction2', got "
+                f"{self.randaugment_magnitude}"
             )
 
 
@@ -287,7 +288,8 @@ class TemporalWarp:
                 or abs(sum(self.probs) - 1) > 1e-6
             ):
                 raise ValueError(
-                    f"TemporalWarp.probs must be {len(self.anchors)} non-negative numbers summing to 1, got {self.probs}"
+                    f"TemporalWarp.probs must be {len(self.anchors)} non-negative numbers summing to 1, got "
+                    f"{self.probs}"
                 )
 
     def indices(self, length: int) -> np.ndarray:

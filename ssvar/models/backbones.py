@@ -97,7 +97,8 @@ class VideoBackbone(nn.Module):
             raise RuntimeError(f"checkpoint {path} does not match {type(self).__name__}: {e}") from None
         if strict and (missing or unexpected):
             raise RuntimeError(
-                f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}"
             )
 
     def _remap(self, state: dict) -> dict:

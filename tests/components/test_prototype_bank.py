@@ -79,7 +79,7 @@ def test_refit_schedule_and_state_dict_round_trip():
     torch.manual_seed(0)
     bank = PrototypeBank(3, 8, size=32, refit_every=3, min_fill=8, gather=False)
     fits = []
-    for step in range(10):
+    for _ in range(10):
         bank.update_prototypes(torch.randn(6, 8), torch.arange(6) % 3)
         fits.append(bank.maybe_refit())
         bank.enqueue(torch.randn(4, 8), torch.randint(0, 3, (4,)), torch.rand(4))
