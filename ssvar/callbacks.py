@@ -40,8 +40,9 @@ def run_dir(trainer: L.Trainer) -> str:
     if not trainer.loggers:
         return trainer.default_root_dir
     lg = trainer.loggers[0]
-    if getattr(lg, "log_dir", None):  # TensorBoard, CSV: save_dir/name/version_N
-        return lg.log_dir
+    log_dir = getattr(lg, "log_dir", None)
+    if log_dir:  # TensorBoard, CSV: save_dir/name/version_N
+        return str(log_dir)
     version = lg.version
     version = version if isinstance(version, str) else f"version_{version}"
     return os.path.join(lg.save_dir or trainer.default_root_dir, str(lg.name), version)

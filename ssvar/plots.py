@@ -5,7 +5,7 @@ Matplotlib with the non-interactive Agg backend (works on headless machines and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -146,7 +146,7 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_pseudo_label_curves(
-    scalars: dict[str, tuple[Sequence[int], Sequence[float]]],
+    scalars: Mapping[str, tuple[Sequence[int], Sequence[float]]],
     path: str | None = None,
     title: str = "pseudo-label quality",
     smooth: int = 5,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -66,7 +66,15 @@ class Splits:
         return self.labeled.classes
 
 
-DEFAULT_VIEWS = {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+DEFAULT_VIEWS: dict[str, dict[str, ViewSpec]] = {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+
+
+@runtime_checkable
+class DeclaresViews(Protocol):
+    """A module that says which views its batches hold (every ssvar method); any other
+    LightningModule is fed :data:`DEFAULT_VIEWS` (one weak labelled view)."""
+
+    def views(self) -> dict[str, dict[str, ViewSpec]]: ...
 
 
 class SemiSupervisedDataModule(L.LightningDataModule):
@@ -190,6 +198,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             )
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        for name, pair in (("area_range", area_range), ("jitter_range", jitter_range)):
+            if len(pair) != 2:
+                raise ValueError(f"{name} must be (low, high), got {tuple(pair)}")
         self.root = os.path.expanduser(root) if root else root
         self.batch_size = batch_size
         self.mu = mu
@@ -200,8 +211,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.augment = AugmentConfig(
             crop_size=crop_size,
             weak=weak_aug,
-            area_range=tuple(area_range),
-            jitter_range=tuple(jitter_range),
+            area_range=(float(area_range[0]), float(area_range[1])),
+            jitter_range=(int(jitter_range[0]), int(jitter_range[1])),
             hflip=hflip,
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,
@@ -253,7 +264,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 if self.validation_list is not None:
                     val = S.read_list(self.validation_list, classes=sp.unlabeled.classes or sp.labeled.classes)
                     S.check_validation_split(val, sp.labeled, sp.test, where=self.validation_list)
-                else:
+                elif self.val_fraction is not None:
                     val = S.make_validation_split(sp.unlabeled, sp.labeled, self.val_fraction, seed=self.val_seed)
                 sp.val = val
                 sp.unlabeled = sp.unlabeled.without(val)
@@ -346,7 +357,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     # -- datasets -------------------------------------------------------------------------
     def _method_views(self) -> dict[str, dict[str, ViewSpec]]:
         module = self.trainer.lightning_module if self.trainer is not None else None
-        return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
+        return module.views() if isinstance(module, DeclaresViews) else DEFAULT_VIEWS
 
     def dataset(
         self,
@@ -446,7 +457,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         t = self.trainer
         if t is None or t.state.fn != "fit" or not t.training and not t.validating:
             return {}
-        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[attr-defined]
         epoch = int(t.current_epoch)
         if done >= t.num_training_batches:  # the epoch is complete: the next one starts afresh
             epoch, done = epoch + 1, 0
@@ -783,7 +794,7 @@ def _where(r: VideoRecord) -> str:
 def _duplicates(ix: VideoIndex, keys: list[str]) -> list[str]:
     """``"file:line repeats file:line"`` for every entry whose video is listed earlier too."""
     seen: dict[str, VideoRecord] = {}
-    out = []
+    out: list[str] = []
     if len(set(keys)) == len(keys):
         return out
     for r, k in zip(ix, keys):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ssvar.components.temporal_gradient import split_rgb_tg
-from ssvar.data.decode import Decoder, ReferenceMap, VideoDecodeError, VideoInfo, decoder_from_name
+from ssvar.data.decode import Decoder, PyAVDecoder, ReferenceMap, VideoDecodeError, VideoInfo, decoder_from_name
 from ssvar.data.index import VideoIndex
 from ssvar.data.sampling import ShortPolicy, clip_indices, gop_aware_shift, random_centre, uniform_centres
 from ssvar.data.transforms import AugmentConfig, TemporalWarp, as_video, strong_transform, test_crops, weak_transform
@@ -332,7 +332,9 @@ class VideoDataset(Dataset):
 
         path = self.path(i)
         if self.train and self.gop_aware_shift:  # the decoder reads the frame types (once per video)
-            frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side, references=self._refs)
+            decoder = self.decoder
+            assert isinstance(decoder, PyAVDecoder)  # gop_aware_shift is refused for the others
+            frames, kept, _ = decoder.decode(path, plan, short_side=self.short_side, references=self._refs)
         else:
             frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side)
         pos = {f: j for j, f in enumerate(kept)}
@@ -371,6 +373,7 @@ class VideoDataset(Dataset):
         for members in groups.values():
             parts = [as_video(c) for k in members for c in clips[k]]
             sizes = [p.shape[0] for p in parts]
+            cropped: Sequence[torch.Tensor]
             if self.views[members[0]].independent_clips:  # one draw per clip (never shared)
                 cropped = [self._weak(p) for p in parts]
             else:
@@ -389,8 +392,8 @@ class VideoDataset(Dataset):
 
     def _root_of(self, k: str) -> str:
         seen = {k}
-        while self.views[k].same_as is not None:
-            k = self.views[k].same_as
+        while (parent := self.views[k].same_as) is not None:
+            k = parent
             if k in seen:
                 raise ValueError(f"views form a same_as cycle through {k!r}")
             seen.add(k)

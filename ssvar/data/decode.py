@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class PyAVDecoder:
 
     # -- metadata -------------------------------------------------------------------------
     @staticmethod
-    def _stream_info(container, path: str) -> tuple[VideoInfo, object]:
+    def _stream_info(container, path: str) -> tuple[VideoInfo, Any]:
         if not container.streams.video:
             raise VideoDecodeError(path, "no video stream")
         stream = container.streams.video[0]
@@ -150,7 +150,8 @@ class PyAVDecoder:
         container it has open anyway (opening a file costs ~10x the demux of a short clip)."""
         container = self._open(path)
         try:
-            return self._reference_map(container, *reversed(self._stream_info(container, path)))
+            info, stream = self._stream_info(container, path)
+            return self._reference_map(container, stream, info)
         except VideoDecodeError:
             raise
         except Exception as e:

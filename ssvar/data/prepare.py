@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import cast
 
 MANIFEST = "prepare-manifest.json"
 JOURNAL = ".prepare-journal.jsonl"  # one line per finished video while a run is under way
@@ -108,6 +109,7 @@ def _partial_path(out: str) -> str:
 def _encode(src: str, tmp: str, s: PrepareSettings) -> dict:
     """Decode ``src`` and write it re-encoded to ``tmp``; returns what was decoded."""
     import av
+    from av.video.stream import VideoStream
 
     if not os.path.isfile(src):
         raise FileNotFoundError("file not found")
@@ -126,13 +128,13 @@ def _encode(src: str, tmp: str, s: PrepareSettings) -> dict:
             raise ValueError("the video stream has no frame size")
         ow, oh = output_size(width, height, s.short_side)
         with av.open(tmp, mode="w", format="mp4") as out:
-            ost = out.add_stream(s.codec, rate=rate)
+            ost = cast(VideoStream, out.add_stream(s.codec, rate=rate))
             ost.width, ost.height, ost.pix_fmt = ow, oh, s.pix_fmt
             # Keep the source's time base and times: frame i stays at the same time.
             ost.time_base = tb
             ost.codec_context.time_base = tb
             ost.codec_context.gop_size = s.gop
-            opts = {"crf": str(s.crf), "preset": s.preset, "threads": "1",
+            opts: dict[str, object] = {"crf": str(s.crf), "preset": s.preset, "threads": "1",
                     "x264-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes={s.bframes}:b-pyramid=none"}
             if s.tune:
                 opts["tune"] = s.tune

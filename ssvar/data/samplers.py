@@ -57,13 +57,14 @@ class ResampledDistributedSampler(_ResumableSampler):
 
     def __init__(self, dataset, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.dataset_size = len(dataset)
         self.num_samples = num_samples
         self.total_size = num_samples * num_replicas
 
     def _order(self) -> list[int]:
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
-        n = len(self.dataset)
+        n = self.dataset_size
         perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
         return torch.cat(perms)[: self.total_size].tolist()
 
@@ -78,11 +79,12 @@ class ShuffledDistributedSampler(_ResumableSampler):
 
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.dataset_size = len(dataset)
 
     def _order(self) -> list[int]:
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
-        return torch.randperm(len(self.dataset), generator=g)[: self.total_size].tolist()
+        return torch.randperm(self.dataset_size, generator=g)[: self.total_size].tolist()
 
 
 class EvalDistributedSampler(DistributedSampler):
@@ -92,10 +94,10 @@ class EvalDistributedSampler(DistributedSampler):
     def __init__(self, dataset, num_replicas: int = 1, rank: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
         self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
+        self.total_size = self.dataset_size = len(dataset)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(range(self.rank, self.dataset_size, self.num_replicas))
 
     def __len__(self) -> int:
         return self.num_samples

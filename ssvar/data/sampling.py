@@ -23,7 +23,7 @@ two to where sparse decoding decodes fewer frames.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -53,7 +53,13 @@ def clip_indices(
     return np.clip(idx, 0, num_frames - 1)
 
 
-def random_centre(num_frames: int, span: int, rng: np.random.Generator) -> float:
+class UniformSource(Protocol):
+    """What :func:`random_centre` draws from: ``numpy.random.Generator`` or any ``uniform(low, high)``."""
+
+    def uniform(self, low: float, high: float, /) -> float: ...
+
+
+def random_centre(num_frames: int, span: int, rng: UniformSource) -> float:
     """A centre drawn uniformly so that a window of ``span`` frames fits when it can."""
     half = (span - 1) / 2
     lo, hi = half, num_frames - 1 - half

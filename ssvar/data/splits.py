@@ -100,12 +100,18 @@ def make_labeled_split(
         if r.label >= 0 and path_key(r.path) not in banned_paths and r.group not in banned_groups:
             by_class[r.label].append(i)
 
+    def wanted(n: int) -> int:
+        if per_class is not None:
+            return per_class
+        assert percent is not None  # exactly one of the two, checked above
+        return max(1, math.floor(n * percent / 100 + 0.5))
+
     chosen: list[int] = []
     short: list[str] = []
     for label in range(max(index.num_classes, max(by_class, default=-1) + 1)):
         members = sorted(by_class.get(label, []), key=lambda i: index.records[i].path)
         n = len(members)
-        want = per_class if per_class is not None else max(1, math.floor(n * percent / 100 + 0.5))
+        want = wanted(n)
         if n < want:
             name = index.classes[label] if label < index.num_classes else str(label)
             short.append(f"{name} ({n} < {want})")
@@ -350,8 +356,8 @@ def verify_split(
         return [_where(r) for r in a if path_key(r.path) in keys]
 
     if test is not None:
-        for name, ix in (("labelled", labeled), ("unlabelled", unlabeled)):
-            if ix is not None and (both := overlap(ix, test)):
+        for name, part in (("labelled", labeled), ("unlabelled", unlabeled)):
+            if part is not None and (both := overlap(part, test)):
                 errors.append(f"{len(both)} {name} video(s) also in the test list: {_examples(both)}")
         test_groups = {r.group for r in test if r.group is not None}
         for name, ix in given.items():
@@ -364,10 +370,10 @@ def verify_split(
         msg = f"{len(both)} labelled video(s) also in the unlabelled list: {_examples(both)}"
         (errors if labeled_in_unlabeled == "error" else warns).append(msg)
     if index is not None:
-        for name, ix in (("labelled", labeled), ("unlabelled", unlabeled)):
-            if ix is not None:
+        for name, part in (("labelled", labeled), ("unlabelled", unlabeled)):
+            if part is not None:
                 keys = {path_key(r.path) for r in index}
-                missing = [_where(r) for r in ix if path_key(r.path) not in keys]
+                missing = [_where(r) for r in part if path_key(r.path) not in keys]
                 if missing:
                     errors.append(f"{len(missing)} {name} video(s) not in the train index: {_examples(missing)}")
 

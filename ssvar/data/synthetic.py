@@ -157,12 +157,18 @@ class SyntheticActionsSpec:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``: ``resolution`` as normalised by the constructor."""
+        res = self.resolution
+        return (res, res) if isinstance(res, int) else res
+
+    @property
     def height(self) -> int:
-        return self.resolution[0]
+        return self.size[0]
 
     @property
     def width(self) -> int:
-        return self.resolution[1]
+        return self.size[1]
 
     @property
     def classes(self) -> list[str]:
@@ -173,7 +179,7 @@ class SyntheticActionsSpec:
             "num_classes": self.num_classes,
             "videos_per_class": self.videos_per_class,
             "num_frames": self.num_frames,
-            "resolution": list(self.resolution),
+            "resolution": list(self.size),
             "fps": self.fps,
             "seed": self.seed,
         }

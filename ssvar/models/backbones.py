@@ -54,8 +54,9 @@ class VideoBackbone(nn.Module):
         does; e.g. TG-FixMatch's TG network, a copy of the RGB one with new weights). Default:
         every layer's PyTorch ``reset_parameters``; backbones with their own scheme override it."""
         for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if m is not self and callable(reset):
+                reset()
 
     def load_initial_checkpoint(self, path: str | None) -> None:
         """The constructor's ``checkpoint``: loaded unless a trained model is being rebuilt
@@ -86,6 +87,8 @@ class VideoBackbone(nn.Module):
         else:
             obj = load_file(path, allow_pickle=allow_pickle, what="weights file")
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        if not isinstance(state, dict):
+            raise CheckpointError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
         if prefix:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:

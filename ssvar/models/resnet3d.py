@@ -40,7 +40,7 @@ class _Bottleneck(nn.Module):
         self.act_b = nn.ReLU()
         self.conv_c = nn.Conv3d(inner, cout, 1, bias=False)
         self.norm_c = nn.BatchNorm3d(cout)
-        self.norm_c.block_final_bn = True  # starts at zero: each residual block starts as identity
+        self.norm_c.block_final_bn = True  # type: ignore[assignment]  # starts at zero: each block starts as identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act_a(self.norm_a(self.conv_a(x)))
@@ -54,16 +54,19 @@ class _ResBlock(nn.Module):
 
     def __init__(self, cin: int, inner: int, cout: int, t_kernel: int, stride: int):
         super().__init__()
+        self.branch1_conv: nn.Conv3d | None = None
+        self.branch1_norm: nn.BatchNorm3d | None = None
         if cin != cout or stride != 1:
             self.branch1_conv = nn.Conv3d(cin, cout, 1, stride=(1, stride, stride), bias=False)
             self.branch1_norm = nn.BatchNorm3d(cout)
-        else:
-            self.branch1_conv = self.branch1_norm = None
         self.branch2 = _Bottleneck(cin, inner, cout, t_kernel, stride)
         self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
+        if self.branch1_conv is None or self.branch1_norm is None:
+            shortcut = x
+        else:
+            shortcut = self.branch1_norm(self.branch1_conv(x))
         return self.activation(shortcut + self.branch2(x))
 
 
