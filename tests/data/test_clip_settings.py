@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ssvar.data.datamodule import (
@@ -67,3 +69,9 @@ def test_samplers_moved_and_still_importable_from_the_data_module():
 
     for name in samplers.__all__:
         assert getattr(datamodule, name) is getattr(samplers, name)
+
+
+@pytest.mark.parametrize("arg, value", [("area_range", (0.2, 0.5, 1.0)), ("jitter_range", (128,))])
+def test_ranges_that_are_not_pairs_are_refused(arg, value):
+    with pytest.raises(ValueError, match=re.escape(f"{arg} must be (low, high), got {value}")):
+        SyntheticActionsDataModule(**{arg: value})
