@@ -642,7 +642,7 @@ class UCF101DataModule(SemiSupervisedDataModule):
         root: folder holding ``<Class>/v_<Class>_gXX_cYY.avi``.
         splits_dir: folder with ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``.
         split: official split id (1, 2, 3).
-        labeled_list: a published labelled list (any format ``ssvar.data.splits.read_list`` reads).
+        labeled_list: a published labelled list (any format ``ssvar.data.lists.read_list`` reads).
         labeled_percent, labeled_per_class: otherwise, draw the labelled set with ``seed``.
         **kwargs: :class:`SemiSupervisedDataModule` arguments. Validation uses the test list.
     """

@@ -1,6 +1,6 @@
 """The dataset index: a list of (relative path, label, group) records plus class names.
 
-Every parser in :mod:`ssvar.data.splits` returns a :class:`VideoIndex`; datasets read one.
+Every reader in :mod:`ssvar.data.lists` returns a :class:`VideoIndex`; datasets read one.
 """
 
 from __future__ import annotations
