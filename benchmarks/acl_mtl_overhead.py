@@ -84,7 +84,11 @@ def make_batch(b: int, t: int, s: int, k: int, scales: int) -> dict:
         return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
 
     return {
-        "labeled": {"weak": clip(b, 3, t, s, s), "label": torch.randint(0, k, (b,), generator=g), "index": torch.arange(b)},
+        "labeled": {
+            "weak": clip(b, 3, t, s, s),
+            "label": torch.randint(0, k, (b,), generator=g),
+            "index": torch.arange(b),
+        },
         "unlabeled": {
             "weak": clip(b, 3, t, s, s),
             "strong": clip(b, 3, t, s, s),
@@ -121,7 +125,11 @@ def run(args, batch, use_acl: bool) -> dict:
         bank = model.bank
         g = torch.Generator().manual_seed(1)
         n = bank.size
-        bank.enqueue(torch.randn(n, bank.dim, generator=g), torch.randint(0, args.classes, (n,), generator=g), torch.rand(n, generator=g))
+        bank.enqueue(
+            torch.randn(n, bank.dim, generator=g),
+            torch.randint(0, args.classes, (n,), generator=g),
+            torch.rand(n, generator=g),
+        )
         for name in ("update_prototypes", "maybe_refit", "reliability", "enqueue"):
             setattr(bank, name, _timed(getattr(bank, name), bank_time))
         acl_module.adaptive_contrastive_loss = _timed(original_loss, bank_time)
@@ -199,9 +207,12 @@ def main(argv=None) -> dict:
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     step, bank = med(full, "step_ms"), med(full, "bank_ms")
     res = {
-        "setting": f"Tiny3D({args.width}), {args.batch} labelled + {args.batch} unlabelled clips of {args.frames}x{args.size}x{args.size}"
-                   f", {'no MTL' if args.no_mtl else 'MTL with 2 long clips'}, bank {args.bank_size} x {args.proj_dim}, refit every {args.refit_every}",
-        "device": torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "setting": f"Tiny3D({args.width}), {args.batch} labelled + {args.batch} unlabelled clips of "
+        f"{args.frames}x{args.size}x{args.size}, {'no MTL' if args.no_mtl else 'MTL with 2 long clips'}, "
+        f"bank {args.bank_size} x {args.proj_dim}, refit every {args.refit_every}",
+        "device": torch.cuda.get_device_name()
+        if args.accelerator == "gpu"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "step_ms": step,
         "bank_gmm_ms": bank,
         "bank_fwd_ms": med(full, "bank_fwd_ms"),

@@ -121,10 +121,23 @@ def knn_accuracy(x, y, k: int = 5) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="base config (data + trainer) for --methods")
-    p.add_argument("--methods", nargs="*", default=[], metavar="NAME=CONFIG", help="train these and embed their test set")
-    p.add_argument("--features", nargs="*", default=[], metavar="NAME=PATH",
-                   help="test features saved by SaveTestFeatures in a label_efficiency.py run, or by an earlier --methods run")
-    p.add_argument("--acc", nargs="*", default=[], metavar="NAME=VALUE", help="test top-1 of a --features entry (default: the saved one)")
+    p.add_argument(
+        "--methods", nargs="*", default=[], metavar="NAME=CONFIG", help="train these and embed their test set"
+    )
+    p.add_argument(
+        "--features",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATH",
+        help="test features saved by SaveTestFeatures in a label_efficiency.py run, or by an earlier --methods run",
+    )
+    p.add_argument(
+        "--acc",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="test top-1 of a --features entry (default: the saved one)",
+    )
     p.add_argument("--labels-per-class", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=200)
@@ -134,8 +147,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     import matplotlib.pyplot as plt
-
     from label_efficiency import strip_model
+
     from ssvar.plots import plot_tsne
 
     runs = Path(args.runs_dir)
@@ -151,7 +164,9 @@ def main(argv=None) -> dict:
     summary = {}
     for ax, (kind, name, src) in zip(axes, entries):
         if kind == "train":
-            x, y, classes, acc, wall = train_and_embed(base, src, args.labels_per_class, args.seed, args.max_steps, args.set, str(runs / name))
+            x, y, classes, acc, wall = train_and_embed(
+                base, src, args.labels_per_class, args.seed, args.max_steps, args.set, str(runs / name)
+            )
             # kept, so the figure can be drawn again with --features without training
             (runs / name).mkdir(parents=True, exist_ok=True)
             torch.save({"features": x, "labels": y, "classes": classes, "acc1": acc}, runs / name / "test_features.pt")
@@ -160,9 +175,26 @@ def main(argv=None) -> dict:
             x, y, classes, wall = saved["features"], saved["labels"], saved["classes"], 0.0
             acc = accs.get(name, saved.get("acc1", float("nan")))
         knn = knn_accuracy(x, y)
-        summary[name] = {"source": kind, "test_acc1": acc, "knn5_acc": knn, "test_videos": len(y), "wall_s": round(wall, 1)}
-        plot_tsne(x, y, classes, None, f"{name}: test top-1 {100 * acc:.1f} %, 5-NN {100 * knn:.1f} %", seed=args.seed, normalize=True, ax=ax)
-    fig.suptitle(f"t-SNE of test features ({args.labels_per_class} labels/class, seed {args.seed}, {args.max_steps} steps)")
+        summary[name] = {
+            "source": kind,
+            "test_acc1": acc,
+            "knn5_acc": knn,
+            "test_videos": len(y),
+            "wall_s": round(wall, 1),
+        }
+        plot_tsne(
+            x,
+            y,
+            classes,
+            None,
+            f"{name}: test top-1 {100 * acc:.1f} %, 5-NN {100 * knn:.1f} %",
+            seed=args.seed,
+            normalize=True,
+            ax=ax,
+        )
+    fig.suptitle(
+        f"t-SNE of test features ({args.labels_per_class} labels/class, seed {args.seed}, {args.max_steps} steps)"
+    )
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

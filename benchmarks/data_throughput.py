@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import shlex
@@ -55,8 +54,14 @@ PIPELINES = ("ssvar", "pytorchvideo", "decode_bound")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=str(DEFAULT_ROOT), help="dataset root (<root>/<class>/<video>); default ../shared/data/surv_fight")
-    p.add_argument("--limit", type=int, default=None, help="videos per pass, evenly spread over the index (default: all)")
+    p.add_argument(
+        "--root",
+        default=str(DEFAULT_ROOT),
+        help="dataset root (<root>/<class>/<video>); default ../shared/data/surv_fight",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="videos per pass, evenly spread over the index (default: all)"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=5, help="videos decoded by each pipeline before timing")
     p.add_argument("--frames", type=int, default=8, help="T: frames per clip")
@@ -64,9 +69,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=112)
     p.add_argument("--short-side", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--decoder", default="pyav", help="ssvar's decoder: pyav (sparse decoding, default), pyav-full, torchcodec")
-    p.add_argument("--gop-aware-shift", type=int, default=0,
-                   help="ssvar's VideoDataset(gop_aware_shift=N): clips may move by N frames (the bound keeps the unshifted clip)")
+    p.add_argument(
+        "--decoder", default="pyav", help="ssvar's decoder: pyav (sparse decoding, default), pyav-full, torchcodec"
+    )
+    p.add_argument(
+        "--gop-aware-shift",
+        type=int,
+        default=0,
+        help="ssvar's VideoDataset(gop_aware_shift=N): clips may move by N frames (the bound keeps the unshifted clip)",
+    )
     p.add_argument("--write", action="store_true", help=f"write/update the section in {RESULTS.name}")
     p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -205,8 +216,16 @@ def main(argv=None) -> dict:
     augment = AugmentConfig(crop_size=args.crop)
     views = {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")}
     ds = VideoDataset(
-        root, index, views, num_frames=args.frames, stride=args.stride, augment=augment, short_side=args.short_side, train=True,
-        decoder=args.decoder, gop_aware_shift=args.gop_aware_shift,
+        root,
+        index,
+        views,
+        num_frames=args.frames,
+        stride=args.stride,
+        augment=augment,
+        short_side=args.short_side,
+        train=True,
+        decoder=args.decoder,
+        gop_aware_shift=args.gop_aware_shift,
     )
     weak, strong = weak_transform(augment), strong_transform(augment)
 
@@ -341,7 +360,8 @@ def render(f: dict) -> str:
         "decode_bound": "(b) decode-only bound (PyAV seek + decode, kept frames to rgb24 at short side)",
     }
     lines = [
-        "| pipeline | samples/s (CPU time) | ms/sample (CPU time) | samples/s (wall) | ms/sample (wall) | CPU s per pass | wall s per pass |",
+        "| pipeline | samples/s (CPU time) | ms/sample (CPU time) | samples/s (wall) | ms/sample (wall) "
+        "| CPU s per pass | wall s per pass |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for k in PIPELINES:
@@ -362,16 +382,19 @@ def render(f: dict) -> str:
             f"- Command: `{f['command']}`",
             f"- Date: {f['date']}",
             f"- Machine: {m['cpu']}, {m['cpu_count']} CPUs; Python {m['python']}, torch {m['torch']}, "
-            f"torchvision {m['torchvision']}, av {m['av']} (libavcodec {m['ffmpeg']}), pytorchvideo {m['pytorchvideo']}; "
+            f"torchvision {m['torchvision']}, av {m['av']} (libavcodec {m['ffmpeg']}), pytorchvideo "
+            f"{m['pytorchvideo']}; "
             f"1-min load average before/after the timed passes: {load} (other jobs share the machine)",
-            f"- Sample: weak + strong view of one {f['frames']}x{f['stride']} clip (frames x stride), crop {f['crop']}, "
+            f"- Sample: weak + strong view of one {f['frames']}x{f['stride']} clip (frames x stride), crop "
+            f"{f['crop']}, "
             f"short side {f['short_side']}; one thread (`torch.set_num_threads(1)`, PyAV `thread_count=1`); "
             f"{f['videos']} videos per pass, the three pipelines interleaved video by video, same seeded clip "
             f"positions for all; median of {f['repeats']} pass(es).",
             "",
             *lines,
             "",
-            f"- ssvar / pytorchvideo: **{f['cpu_ratio_vs_pytorchvideo']:.2f}x** CPU time, {f['ratio_vs_pytorchvideo']:.2f}x "
+            f"- ssvar / pytorchvideo: **{f['cpu_ratio_vs_pytorchvideo']:.2f}x** CPU time, "
+            f"{f['ratio_vs_pytorchvideo']:.2f}x "
             f"wall (target >= {TARGET_VS_PYTORCHVIDEO}x: {mark(f['target_vs_pytorchvideo_met'])})",
             f"- ssvar / decode bound: **{f['cpu_ratio_vs_bound']:.2f}x** CPU time, {f['ratio_vs_bound']:.2f}x wall "
             f"(target >= {TARGET_VS_BOUND}x: {mark(f['target_vs_bound_met'])})",

@@ -40,7 +40,10 @@ def write_lists(folder: str, entries: int, classes: int, val_entries: int) -> tu
     train = os.path.join(folder, "train.txt")
     val = os.path.join(folder, "val.txt")
     with open(train, "w") as f:
-        f.writelines(f"class_{y:03d}/{i:07d}_yt-{i * 7919 % 10**9:09d}_000010_000020.mp4 {y}\n" for i, y in enumerate(labels[:entries]))
+        f.writelines(
+            f"class_{y:03d}/{i:07d}_yt-{i * 7919 % 10**9:09d}_000010_000020.mp4 {y}\n"
+            for i, y in enumerate(labels[:entries])
+        )
     with open(val, "w") as f:
         f.writelines(f"class_{y:03d}/v{i:07d}.mp4 {y}\n" for i, y in enumerate(labels[entries:]))
     return train, val
@@ -65,8 +68,13 @@ class IndexOnly(VideoDataset):
 
 
 def worker_memory(ds: VideoDataset, workers: int, batch_size: int) -> dict:
-    loader = DataLoader(ds, batch_size=batch_size, sampler=RandomSampler(ds, generator=torch.Generator().manual_seed(0)),
-                        num_workers=workers, persistent_workers=True)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=RandomSampler(ds, generator=torch.Generator().manual_seed(0)),
+        num_workers=workers,
+        persistent_workers=True,
+    )
     it = iter(loader)
     next(it)
     pids = [w.pid for w in it._workers]
@@ -95,9 +103,15 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         train, val = write_lists(tmp, args.entries, args.classes, args.val_entries)
-        out: dict = {"entries": args.entries, "classes": args.classes, "list_write_s": round(time.perf_counter() - t0, 2)}
+        out: dict = {
+            "entries": args.entries,
+            "classes": args.classes,
+            "list_write_s": round(time.perf_counter() - t0, 2),
+        }
 
-        dm = Kinetics400DataModule(os.path.join(tmp, "videos"), train, val, labeled_percent=1.0, check_files=False, num_workers=args.workers)
+        dm = Kinetics400DataModule(
+            os.path.join(tmp, "videos"), train, val, labeled_percent=1.0, check_files=False, num_workers=args.workers
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         dm.setup("fit")
         out["setup_s"] = round(time.perf_counter() - t0, 2)

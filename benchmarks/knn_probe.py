@@ -30,7 +30,6 @@ REPO = HERE.parent
 if str(REPO) not in sys.path[:1]:
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -103,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
 
     chance = 100.0 / cli.datamodule.num_classes
-    print(f"\n| backbone | labels/class | val 1-NN | val linear | test 1-NN | test linear |\n|---|---:|---:|---:|---:|---:|")
+    print(
+        "\n| backbone | labels/class | val 1-NN | val linear | test 1-NN | test linear |"
+        "\n|---|---:|---:|---:|---:|---:|"
+    )
     for name in backbones:
         for lpc in args.labels_per_class:
             sel = [r for r in rows if r["backbone"] == name and r["labels_per_class"] == lpc]
@@ -114,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {lpc} | " + " | ".join(cells) + " |")
     print(f"(chance {chance:.1f} %; mean ± std over labelled draws {args.seeds})")
     if args.out:
-        Path(args.out).write_text(json.dumps({"config": args.config, "ckpt": args.ckpt, "val_fraction": args.val_fraction,
-                                              "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {"config": args.config, "ckpt": args.ckpt, "val_fraction": args.val_fraction, "rows": rows}, indent=1
+            )
+            + "\n"
+        )
     return 0
 
 

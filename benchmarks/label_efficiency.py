@@ -83,7 +83,9 @@ TRAIN_STATS = (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--name", required=True, help="experiment name: label_efficiency_<name>.{json,md,png}")
     p.add_argument("--config", help="base config: data + trainer (its model section is overridden)")
     p.add_argument(
@@ -119,7 +121,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.from_json and not args._worker:
         missing = [f for f in ("config", "methods", "labels_per_class", "max_steps") if getattr(args, f) in (None, [])]
         if missing:
-            p.error("the following arguments are required unless --from-json: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+            p.error(
+                "the following arguments are required unless --from-json: "
+                + ", ".join("--" + m.replace("_", "-") for m in missing)
+            )
         if args.max_steps < 1:
             p.error("--max-steps must be >= 1")
     if args.init_backbone_from:
@@ -183,8 +188,16 @@ def _machine() -> dict:
     except Exception:
         lv = "?"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         commit = (commit + ("+local changes" if dirty else "")) or "?"
     except (OSError, subprocess.SubprocessError):
         commit = "?"
@@ -303,7 +316,7 @@ def run_one(spec: dict) -> dict:
     from ssvar.cli import run_cli
 
     if Path(ssvar.__file__).resolve().parents[1] != REPO:
-        warnings.warn(f"ssvar is imported from {ssvar.__file__}, not from this checkout ({REPO})")
+        warnings.warn(f"ssvar is imported from {ssvar.__file__}, not from this checkout ({REPO})", stacklevel=2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -364,7 +377,10 @@ def run_isolated(spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         sp, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         sp.write_text(json.dumps(spec))
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--name", "worker", "--_worker", str(sp), str(out)], check=True)
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--name", "worker", "--_worker", str(sp), str(out)],
+            check=True,
+        )
         return json.loads(out.read_text())
 
 
@@ -414,8 +430,11 @@ def render_markdown(data: dict, png_name: str | None) -> str:
         lines.append(f"- Command: `{c}`")
     dates = sorted(r["date"] for r in runs)
     lines += [
-        f"- Date: {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1] else f"- Date: {dates[0] if dates else '?'}",
-        f"- Machine: {m0.get('cpu', '?')}, {m0.get('cpu_count', '?')} CPUs (torch threads {m0.get('torch_threads', '?')}); "
+        f"- Date: {dates[0]} to {dates[-1]}"
+        if dates and dates[0] != dates[-1]
+        else f"- Date: {dates[0] if dates else '?'}",
+        f"- Machine: {m0.get('cpu', '?')}, {m0.get('cpu_count', '?')} CPUs (torch threads "
+        f"{m0.get('torch_threads', '?')}); "
         f"Python {m0.get('python', '?')}, torch {m0.get('torch', '?')}, lightning {m0.get('lightning', '?')}, "
         f"ssvar {m0.get('ssvar_commit', '?')}; "
         f"1-min load average at the start of the runs {data.get('loadavg', '?')}",
@@ -423,7 +442,8 @@ def render_markdown(data: dict, png_name: str | None) -> str:
         + (", ".join(f"`{s}`" for s in data.get("sets", [])) or "none"),
         "- Methods: " + ", ".join(f"{names[m]} `{data.get('method_configs', {}).get(m, m)}`" for m in agg),
         f"- Steps: {', '.join(map(str, steps))} optimiser steps for every run (equal steps for all methods); "
-        f"seeds {', '.join(map(str, seeds))}; test: multi-view `{', '.join(views)}` (clips x crops) on the final weights",
+        f"seeds {', '.join(map(str, seeds))}; test: multi-view `{', '.join(views)}` (clips x crops) on the final "
+        "weights",
         *([f"- Chance level: {100 / next(iter(ncls)):.1f} % ({next(iter(ncls))} classes)"] if len(ncls) == 1 else []),
         "- Cells: mean ± std (sample std over seeds) in %; **bold**: best mean in the column. "
         "Wall: fit + test seconds per run, mean over its runs.",
@@ -479,8 +499,13 @@ def render_markdown(data: dict, png_name: str | None) -> str:
                 cells.append(f"{mu:+.1f} ± {sd:.1f} [{better}/{worse}]")
             lines.append(f"| {names[meth]} | " + " | ".join(cells) + " |")
     # Per-seed values, so nobody has to trust the mean.
-    lines += ["", "Per seed (top-1 / mean class acc, %):", "", "| method | labels/class | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-              "|---|---:|" + "---:|" * len(seeds)]
+    lines += [
+        "",
+        "Per seed (top-1 / mean class acc, %):",
+        "",
+        "| method | labels/class | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|---:|" + "---:|" * len(seeds),
+    ]
     for meth, a in agg.items():
         for k in ks:
             slot = a["by_k"].get(k)
@@ -625,7 +650,10 @@ def main(argv=None) -> dict:
             raise SystemExit(f"{json_path} holds no runs")
         return write_outputs(data, out_dir, results) | {"data": data}
 
-    for f in [args.config, *(m.partition("=")[2] if "=" in m and "/" not in m.partition("=")[0] else m for m in args.methods)]:
+    for f in [
+        args.config,
+        *(m.partition("=")[2] if "=" in m and "/" not in m.partition("=")[0] else m for m in args.methods),
+    ]:
         if not Path(f).is_file():
             raise SystemExit(f"no such config: {f}")
     methods = {}

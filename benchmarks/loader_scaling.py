@@ -46,7 +46,9 @@ H100_SXM_BF16_DENSE_TFLOPS = 989.4  # NVIDIA H100 SXM datasheet, dense BF16 tens
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=str(DEFAULT_ROOT), help="original footage (class folders); default ../shared/data/surv_fight")
+    p.add_argument(
+        "--root", default=str(DEFAULT_ROOT), help="original footage (class folders); default ../shared/data/surv_fight"
+    )
     p.add_argument("--prepared-root", default=None, help="the same dataset after `ssvar prepare-videos`")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch-size", type=int, default=2, help="labelled clips per step")
@@ -59,7 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoder", default="pyav")
     p.add_argument("--gpu-videos-per-s", type=float, default=None,
                    help="measured loader videos/s one GPU consumes (overrides the derived figure)")
-    p.add_argument("--gpu-utilisation", type=float, default=0.4, help="assumed fraction of peak for the derived GPU rate")
+    p.add_argument(
+        "--gpu-utilisation", type=float, default=0.4, help="assumed fraction of peak for the derived GPU rate"
+    )
     p.add_argument("--write", action="store_true", help=f"write/update the section in {RESULTS.name}")
     p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -147,8 +151,12 @@ def main(argv=None) -> list[dict]:
             r = measure(root, w, args)
             r["footage"] = label
             rows.append(r)
-            print(f"{label:9s} workers={w}: {r['videos_per_s']:.1f} videos/s wall, {r['cpu_ms_per_video']:.1f} ms CPU/video "
-                  f"({r['videos_per_core_s']:.1f} videos/s per core), {r['steps']} steps", flush=True)
+            print(
+                f"{label:9s} workers={w}: {r['videos_per_s']:.1f} videos/s wall, {r['cpu_ms_per_video']:.1f} ms "
+                "CPU/video "
+                f"({r['videos_per_core_s']:.1f} videos/s per core), {r['steps']} steps",
+                flush=True,
+            )
     gpu, note = gpu_rate(args)
     text = render(rows, gpu, note, args, argv)
     print(text)
@@ -159,22 +167,29 @@ def main(argv=None) -> list[dict]:
 
 
 def render(rows: list[dict], gpu: float, note: str, args, argv) -> str:
-    cmd = "python benchmarks/loader_scaling.py" + ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv or sys.argv[1:]))
+    cmd = "python benchmarks/loader_scaling.py" + (
+        "" if not (argv or sys.argv[1:]) else " " + shlex.join(argv or sys.argv[1:])
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         f"- Command: `{cmd}`",
         f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPUs, "
         f"1-min load average at the end {load:.1f} (shared machine: compare CPU-time columns)",
-        f"- Loader: `FolderDataModule` + FixMatch views, batch {args.batch_size} labelled + {args.batch_size * args.mu} "
+        f"- Loader: `FolderDataModule` + FixMatch views, batch {args.batch_size} labelled + "
+        f"{args.batch_size * args.mu} "
         f"unlabelled (mu = {args.mu}) per step, {args.frames}x{args.stride} clips, crop {args.crop}, short side "
         f"{args.short_side}, decoder `{args.decoder}`, one full epoch per row",
         "",
-        "| footage | workers | steps | loader videos/s (wall) | clips/s per worker (wall) | CPU ms per video | videos/s per core (CPU time) |",
+        "| footage | workers | steps | loader videos/s (wall) | clips/s per worker (wall) | CPU ms per video "
+        "| videos/s per core (CPU time) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['footage']} | {r['workers']} | {r['steps']} | {r['videos_per_s']:.1f} | "
-                     f"{r['videos_per_s'] / max(1, r['workers']):.1f} | {r['cpu_ms_per_video']:.1f} | {r['videos_per_core_s']:.1f} |")
+        lines.append(
+            f"| {r['footage']} | {r['workers']} | {r['steps']} | {r['videos_per_s']:.1f} | "
+            f"{r['videos_per_s'] / max(1, r['workers']):.1f} | {r['cpu_ms_per_video']:.1f} | "
+            f"{r['videos_per_core_s']:.1f} |"
+        )
     lines += ["", f"- GPU: {gpu:.0f} loader videos/s per GPU, {note}."]
     per_core = {}
     for r in rows:  # best CPU-time rate per footage (the worker counts agree within noise)

@@ -72,7 +72,15 @@ def load_runs(pattern: str) -> tuple[list[dict], list[str]]:
         with open(f, encoding="utf-8") as fh:
             data = json.load(fh)
         for r in data.get("runs", []):
-            key = (r["method"], r["labels_per_class"], r["seed"], r.get("settings_id"), r["config"], r["max_steps"], tuple(r.get("sets", [])))
+            key = (
+                r["method"],
+                r["labels_per_class"],
+                r["seed"],
+                r.get("settings_id"),
+                r["config"],
+                r["max_steps"],
+                tuple(r.get("sets", [])),
+            )
             seen.setdefault(key, r)
     return list(seen.values()), files
 

@@ -12,7 +12,8 @@ checked to be bit-identical to the full decode (the run stops on the first diffe
 With ``--gop-aware-shift N`` a fourth column decodes each clip moved by the GOP-aware sampler
 (``VideoDataset(gop_aware_shift=N)``), its frame types read by the decoder from the packets
 of the open file on a video's first visit (cached per worker in training, as here), and
-checked bit-identical to a full decode of the shifted indices; the bound stays the bound of the unshifted clip (as defined before the option).
+checked bit-identical to a full decode of the shifted indices; the bound stays the bound of the
+unshifted clip (as defined before the option).
 
 A benchmark, not a test: prints the figures; exits 0 unless a sparse clip differs.
 """
@@ -95,13 +96,18 @@ def main(argv=None) -> dict:
                 cpu["shifted bound"] += time.process_time() - c0
                 shifts.append(s)
                 if not torch.equal(shifted, decoders["full"].decode(path, lambda info: moved, args.short_side)[0]):
-                    raise SystemExit(f"shifted sparse decoding differs from the full decode on {path} (frames {moved.tolist()})")
+                    raise SystemExit(
+                        f"shifted sparse decoding differs from the full decode on {path} (frames {moved.tolist()})"
+                    )
     n = args.repeats * len(plans)
     ms = {k: 1000 * v / n for k, v in cpu.items()}
-    print(f"{len(plans)} videos x {args.repeats} repeats, {args.frames}x{args.stride} clips, short side {args.short_side}; "
-          f"CPU ms per clip: bound {ms['bound']:.1f}, ssvar full {ms['full']:.1f}, ssvar sparse {ms['sparse']:.1f}; "
-          f"bound / sparse = {ms['bound'] / ms['sparse']:.2f}x, full / sparse = {ms['full'] / ms['sparse']:.2f}x; "
-          "every sparse clip bit-identical to the full decode")
+    print(
+        f"{len(plans)} videos x {args.repeats} repeats, {args.frames}x{args.stride} clips, short side "
+        f"{args.short_side}; "
+        f"CPU ms per clip: bound {ms['bound']:.1f}, ssvar full {ms['full']:.1f}, ssvar sparse {ms['sparse']:.1f}; "
+        f"bound / sparse = {ms['bound'] / ms['sparse']:.2f}x, full / sparse = {ms['full'] / ms['sparse']:.2f}x; "
+        "every sparse clip bit-identical to the full decode"
+    )
     if args.gop_aware_shift:
         moved = sum(1 for s in shifts if s)
         print(f"GOP-aware shift <= {args.gop_aware_shift}: sparse on shifted clips {ms['shifted']:.1f} ms per clip "

@@ -108,13 +108,24 @@ def time_step(args, batch) -> list[float]:
     L.seed_everything(0)
     if args.method == "actnetformer":
         model = ActNetFormer(
-            make_backbone(args.backbone), num_classes=args.classes, aux_backbone=make_aux(args.aux, args.size, args.frames),
-            threshold=0.0, lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
+            make_backbone(args.backbone),
+            num_classes=args.classes,
+            aux_backbone=make_aux(args.aux, args.size, args.frames),
+            threshold=0.0,
+            lr=0.01,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
         )
     else:
         teacher = EMATeacher(0.99) if args.teacher == "ema" else None
         model = FixMatch(
-            make_backbone(args.backbone), num_classes=args.classes, threshold=0.0, teacher=teacher, lr=0.01, joint_forward=args.joint
+            make_backbone(args.backbone),
+            num_classes=args.classes,
+            threshold=0.0,
+            teacher=teacher,
+            lr=0.01,
+            joint_forward=args.joint,
         )
     loader = DataLoader(_FixedBatches(batch, args.steps + args.warmup), batch_size=None, shuffle=False)
     timer = _Timer()
@@ -150,13 +161,17 @@ def time_bare(args, batch) -> list[float]:
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(-1, 1, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(-1, 1, 1, 1) * 255
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if args.precision == "bf16-mixed" else torch.autocast(dev.type, enabled=False)
+    amp = (
+        torch.autocast(dev.type, dtype=torch.bfloat16)
+        if args.precision == "bf16-mixed"
+        else torch.autocast(dev.type, enabled=False)
+    )
 
     def fwd(m, x):
         return m["head"](m["backbone"](x))
 
     times = []
-    for i in range(args.steps + args.warmup):
+    for _ in range(args.steps + args.warmup):
         # Transfer and normalisation stay outside the timer, as in the Lightning run (there
         # they happen in on_after_batch_transfer, before on_train_batch_start).
         xl = (batch["labeled"]["weak"].to(dev).float() - mean) / std
@@ -195,7 +210,9 @@ def time_bare_actnetformer(args, batch) -> list[float]:
     k = args.classes
 
     def proj(d):
-        return torch.nn.Sequential(torch.nn.Linear(d, 512, bias=False), torch.nn.BatchNorm1d(512), torch.nn.ReLU(), torch.nn.Linear(512, 128))
+        return torch.nn.Sequential(
+            torch.nn.Linear(d, 512, bias=False), torch.nn.BatchNorm1d(512), torch.nn.ReLU(), torch.nn.Linear(512, 128)
+        )
 
     net = torch.nn.ModuleDict({
         "z": z_net, "z_head": torch.nn.Linear(z_net.feature_dim, k), "z_proj": proj(z_net.feature_dim),
@@ -204,7 +221,11 @@ def time_bare_actnetformer(args, batch) -> list[float]:
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(-1, 1, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(-1, 1, 1, 1) * 255
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if args.precision == "bf16-mixed" else torch.autocast(dev.type, enabled=False)
+    amp = (
+        torch.autocast(dev.type, dtype=torch.bfloat16)
+        if args.precision == "bf16-mixed"
+        else torch.autocast(dev.type, enabled=False)
+    )
     lab, unl = batch["labeled"], batch["unlabeled"]
     bl, bu = lab["weak"].shape[0], unl["weak"].shape[0]
 
@@ -215,7 +236,7 @@ def time_bare_actnetformer(args, batch) -> list[float]:
         return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(h.device))
 
     times = []
-    for i in range(args.steps + args.warmup):
+    for _ in range(args.steps + args.warmup):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -228,7 +249,9 @@ def time_bare_actnetformer(args, batch) -> list[float]:
             z, a = net["z_head"](fz), net["a_head"](fa)
             w, s_ = slice(bl, bl + bu), slice(bl + bu, bl + 2 * bu)
             loss = F.cross_entropy(z[:bl], y) + F.cross_entropy(a[:bl], y)
-            loss = loss + 2 * (F.cross_entropy(z[s_], a[w].detach().argmax(1)) + F.cross_entropy(a[s_], z[w].detach().argmax(1)))
+            loss = loss + 2 * (
+                F.cross_entropy(z[s_], a[w].detach().argmax(1)) + F.cross_entropy(a[s_], z[w].detach().argmax(1))
+            )
             loss = loss + 2 * nt_xent(net["z_proj"](fz[w]), net["a_proj"](fa[w]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,7 +298,9 @@ def main(argv: list[str] | None = None) -> dict:
         "passes": ("joint" if args.joint else "separate") if args.method == "fixmatch" else None,
         "load_1min_start": load,
         "load_1min_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
-        "device": torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name()
+        if args.accelerator == "gpu"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "precision": args.precision,
         "bare_ms": 1000 * statistics.median(bare),
         "step_ms": 1000 * statistics.median(step),

@@ -50,7 +50,9 @@ VARIANTS = {"inv": (1, 0, 0), "dist": (0, 1, 1), "tclr": (1, 1, 1)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--config", required=True, help="base config: data + trainer (its model section is dropped)")
     p.add_argument("--labels-per-class", nargs="+", type=int, required=True)
@@ -60,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=200)
     p.add_argument("--pretrain-seed", type=int, default=0)
     p.add_argument("--pretrain-per-seed", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run of every stage")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run of every stage"
+    )
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for the stage-1 runs only, e.g. data.init_args.crop_size=32 (cheaper pretraining)")
     p.add_argument("--out-dir", default=str(HERE / "results"))
@@ -126,26 +130,49 @@ def main(argv=None) -> dict:
             pseed = seed if args.pretrain_per_seed else args.pretrain_seed
             pre = {}
             for v, (ic, ll, gl) in VARIANTS.items():
-                pre[v] = stage(f"pretrain_{v}_s{pseed}", PRETRAIN, pseed, args.labels_per_class[0], args.pretrain_steps, [
-                    *args.pretrain_set,
-                    "data.init_args.labeled_in_unlabeled=true",  # the whole training pool, no labels
-                    f"model.init_args.instance_weight={ic}", f"model.init_args.local_local_weight={ll}",
-                    f"model.init_args.global_local_weight={gl}"])
+                pre[v] = stage(
+                    f"pretrain_{v}_s{pseed}",
+                    PRETRAIN,
+                    pseed,
+                    args.labels_per_class[0],
+                    args.pretrain_steps,
+                    [
+                        *args.pretrain_set,
+                        "data.init_args.labeled_in_unlabeled=true",  # the whole training pool, no labels
+                        f"model.init_args.instance_weight={ic}",
+                        f"model.init_args.local_local_weight={ll}",
+                        f"model.init_args.global_local_weight={gl}",
+                    ],
+                )
             ft = {v: stage(f"finetune_{v}_k{k}_s{seed}", FINETUNE, seed, k, args.finetune_steps,
                            [f"model.init_args.init_backbone_from={pre[v]}"]) for v in ("inv", "dist")}
             key = ("timebalance", k, seed, sid)
             plan_keys.add(key)
             if key in {LE._run_key(r) for r in data["runs"]}:
                 continue
-            spec = {"method": "timebalance", "method_class": "TimeBalance", "method_config": LE._rel(DISTILL),
-                    "config": LE._rel(args.config), "method_config_path": str(DISTILL), "config_path": str(base.resolve()),
-                    "labels_per_class": k, "seed": seed, "max_steps": args.max_steps,
-                    "sets": list(args.set) + [f"model.init_args.init_backbone_from={pre['tclr']}",
-                                              f"model.init_args.invariant_teacher={ft['inv']}",
-                                              f"model.init_args.distinctive_teacher={ft['dist']}"],
-                    "settings_id": sid, "run_dir": str(runs_dir / f"timebalance_k{k}_s{seed}")}
+            spec = {
+                "method": "timebalance",
+                "method_class": "TimeBalance",
+                "method_config": LE._rel(DISTILL),
+                "config": LE._rel(args.config),
+                "method_config_path": str(DISTILL),
+                "config_path": str(base.resolve()),
+                "labels_per_class": k,
+                "seed": seed,
+                "max_steps": args.max_steps,
+                "sets": list(args.set)
+                + [
+                    f"model.init_args.init_backbone_from={pre['tclr']}",
+                    f"model.init_args.invariant_teacher={ft['inv']}",
+                    f"model.init_args.distinctive_teacher={ft['dist']}",
+                ],
+                "settings_id": sid,
+                "run_dir": str(runs_dir / f"timebalance_k{k}_s{seed}"),
+            }
             rec = LE.run_one(spec)
-            used = [f"pretrain_{v}_s{pseed}" for v in VARIANTS] + [f"finetune_{v}_k{k}_s{seed}" for v in ("inv", "dist")]
+            used = [f"pretrain_{v}_s{pseed}" for v in VARIANTS] + [
+                f"finetune_{v}_k{k}_s{seed}" for v in ("inv", "dist")
+            ]
             rec["stage_costs"] = {u: costs.get(u) for u in used}
             rec["stage_settings"] = stage_sets
             data["runs"] = [r for r in data["runs"] if LE._run_key(r) != key] + [rec]
@@ -158,8 +185,12 @@ def main(argv=None) -> dict:
             data["machine"] = LE._machine()
             data.setdefault("loadavg", LE._loadavg())
             json_path.write_text(json.dumps(data, indent=1))
-            print(f"timebalance k={k} seed={seed}: top-1 {100 * rec['acc1']:.1f}, mean class {100 * rec['mean_class_acc']:.1f}, "
-                  f"stage 3 {rec['wall_s']:.0f} s", flush=True)
+            print(
+                f"timebalance k={k} seed={seed}: top-1 {100 * rec['acc1']:.1f}, mean class "
+                f"{100 * rec['mean_class_acc']:.1f}, "
+                f"stage 3 {rec['wall_s']:.0f} s",
+                flush=True,
+            )
     shown = dict(data, runs=[r for r in data["runs"] if LE._run_key(r) in plan_keys])
     outs = LE.write_outputs(shown, out_dir, None)
     print(outs["markdown"])

@@ -73,7 +73,8 @@ def write_clip(path, direction, rng, frames=24, size=48):
     """A square moving up (direction -1) or down (+1) with wrap-around, on a noisy background."""
     background = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
     colour = rng.integers(150, 256, 3)
-    side, x, y, speed = size // 4, int(rng.integers(0, size * 3 // 4)), int(rng.integers(0, size)), int(rng.integers(2, 4))
+    side, speed = size // 4, int(rng.integers(2, 4))
+    x, y = int(rng.integers(0, size * 3 // 4)), int(rng.integers(0, size))
     with av.open(path, "w") as container:
         stream = container.add_stream("libx264", rate=12)
         stream.width = stream.height = size
@@ -139,14 +140,18 @@ config = {
         "max_epochs": 1 if QUICK else 8, "max_steps": 2 if QUICK else -1,
         "check_val_every_n_epoch": 1 if QUICK else 8, "limit_val_batches": 1 if QUICK else 1.0,
         "enable_progress_bar": not QUICK,
-        "callbacks": [{"class_path": "ssvar.callbacks.PseudoLabelCurves"}, {"class_path": "ssvar.callbacks.FeatureTSNE"}],
+        "callbacks": [
+            {"class_path": "ssvar.callbacks.PseudoLabelCurves"}, {"class_path": "ssvar.callbacks.FeatureTSNE"}
+        ],
     },
     "model": {
         "class_path": "ssvar.methods.FixMatch",
         "init_args": {
             "backbone": {"class_path": "ssvar.models.Tiny3D", "init_args": {"width": 8 if QUICK else 16}},
             "threshold": 0.9, "lr": 0.05, "dropout": 0.2,
-            "teacher": {"class_path": "ssvar.components.EMATeacher", "init_args": {"decay": 0.95, "schedule": "rampup"}},
+            "teacher": {
+                "class_path": "ssvar.components.EMATeacher", "init_args": {"decay": 0.95, "schedule": "rampup"}
+            },
         },
     },
     "data": {

@@ -70,7 +70,10 @@ def show(path):
 # of your own videos works the same way (see `own_videos.ipynb`).
 
 # %%
-knobs = dict(num_classes=4, videos_per_class=6, num_frames=16, resolution=32) if QUICK else dict(num_classes=10, videos_per_class=30)
+if QUICK:
+    knobs = dict(num_classes=4, videos_per_class=6, num_frames=16, resolution=32)
+else:
+    knobs = dict(num_classes=10, videos_per_class=30)
 root, index = generate_synthetic_actions(**knobs)
 print(f"{len(index)} videos, classes: {index.classes}")
 
@@ -82,8 +85,8 @@ print(f"{len(index)} videos, classes: {index.classes}")
 # %%
 per_class = 1 if QUICK else 10
 labeled_list, test_list = f"{OUT}/labeled.txt", f"{OUT}/test.txt"
-assert 0 == ssvar(["splits", "make", "--root", root, "--per-class", str(per_class), "--test-fraction", "0.3", "--seed", "0",
-       "--out", labeled_list, "--test-out", test_list])
+assert 0 == ssvar(["splits", "make", "--root", root, "--per-class", str(per_class), "--test-fraction", "0.3",
+                   "--seed", "0", "--out", labeled_list, "--test-out", test_list])
 print(open(labeled_list).read()[:300])
 
 # %% [markdown]
@@ -133,9 +136,9 @@ plot_pseudo_label_curves(scalars, f"{OUT}/pseudo_label_curves.png", title="FixMa
 show(f"{OUT}/pseudo_label_curves.png")
 
 # %% [markdown]
-# How to read it: in our full run the mask rate stayed mostly below 5 % (at most 1 clip of a batch of 8): the tiny network is rarely 80 %
-# sure about an unlabelled clip in 312 steps, so the unlabelled loss is small and FixMatch trains almost
-# like the labelled-only baseline. The confident-accuracy curve is noisy because it averages only the
+# How to read it: in our full run the mask rate stayed mostly below 5 % (at most 1 clip of a batch of 8): the tiny
+# network is rarely 80 % sure about an unlabelled clip in 312 steps, so the unlabelled loss is small and FixMatch
+# trains almost like the labelled-only baseline. The confident-accuracy curve is noisy because it averages only the
 # few clips that pass. Levers: a lower `threshold`, pseudo-labels from an EMA teacher
 # (`teacher=EMATeacher(0.95, schedule="rampup")`), more steps. The overall pseudo-label accuracy (all
 # clips, whether they pass or not) rose from chance (10 %) to about 30-40 %.
@@ -184,4 +187,5 @@ print(format_table(predict_videos(reloaded, [video], top_k=3)))
 with open(f"{OUT}/model.yaml", "w") as f:
     f.write(f"model:\n  class_path: ssvar.methods.FixMatch\n  init_args:\n"
             f"    backbone: {{class_path: ssvar.models.Tiny3D, init_args: {{width: {8 if QUICK else 16}}}}}\n")
-assert 0 == ssvar(["predict-videos", "--ckpt", ckpt, "--model-config", f"{OUT}/model.yaml", video, "--top-k", "3", "--format", "json"])
+assert 0 == ssvar(["predict-videos", "--ckpt", ckpt, "--model-config", f"{OUT}/model.yaml", video,
+                   "--top-k", "3", "--format", "json"])

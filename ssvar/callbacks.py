@@ -41,8 +41,9 @@ def run_dir(trainer: L.Trainer) -> str:
     if not trainer.loggers:
         return trainer.default_root_dir
     lg = trainer.loggers[0]
-    if getattr(lg, "log_dir", None):  # TensorBoard, CSV: save_dir/name/version_N
-        return lg.log_dir
+    log_dir = getattr(lg, "log_dir", None)
+    if log_dir:  # TensorBoard, CSV: save_dir/name/version_N
+        return str(log_dir)
     version = lg.version
     version = version if isinstance(version, str) else f"version_{version}"
     return os.path.join(lg.save_dir or trainer.default_root_dir, str(lg.name), version)
@@ -179,7 +180,9 @@ class PseudoLabelCurves(L.Callback):
         if not trainer.is_global_zero or not self.history:
             return
         self.path = os.path.join(_out_dir(trainer), self.filename)
-        fig = plot_pseudo_label_curves(self.history, self.path, title=f"pseudo-label quality ({type(pl_module).__name__})", smooth=self.smooth)
+        fig = plot_pseudo_label_curves(
+            self.history, self.path, title=f"pseudo-label quality ({type(pl_module).__name__})", smooth=self.smooth
+        )
         log_figure(trainer.logger, "train/pseudo_label_curves", fig, trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
@@ -304,7 +307,9 @@ class FeatureTSNE(L.Callback):
         if len(x) < 3:
             return
         self.path = os.path.join(_out_dir(trainer), self.filename)
-        fig = plot_tsne(x, y, pl_module.class_names, self.path, title=f"t-SNE of test features ({type(pl_module).__name__})")
+        fig = plot_tsne(
+            x, y, pl_module.class_names, self.path, title=f"t-SNE of test features ({type(pl_module).__name__})"
+        )
         log_figure(trainer.logger, "test/tsne", fig, trainer.global_step)
 
 
@@ -348,12 +353,21 @@ class PredictionWriter(L.pytorch.callbacks.BasePredictionWriter):
                 rec = records[i] if records is not None else None
                 label = getattr(rec, "label", -1) if rec is not None else -1
                 q, j = p.topk(min(self.top_k, p.numel()))
-                rows.append({
-                    "video": getattr(rec, "path", str(i)),
-                    "label": (names[label] if 0 <= label < len(names) else str(label)) if label is not None and label >= 0 else "",
-                    "top": [{"class": names[c] if c < len(names) else str(c), "prob": round(float(v), 6)} for c, v in zip(j.tolist(), q)],
-                })
-        path = self.path or os.path.join(_out_dir(trainer) if trainer.is_global_zero else run_dir(trainer), f"predictions.{self.format}")
+                rows.append(
+                    {
+                        "video": getattr(rec, "path", str(i)),
+                        "label": (names[label] if 0 <= label < len(names) else str(label))
+                        if label is not None and label >= 0
+                        else "",
+                        "top": [
+                            {"class": names[c] if c < len(names) else str(c), "prob": round(float(v), 6)}
+                            for c, v in zip(j.tolist(), q)
+                        ],
+                    }
+                )
+        path = self.path or os.path.join(
+            _out_dir(trainer) if trainer.is_global_zero else run_dir(trainer), f"predictions.{self.format}"
+        )
         if trainer.world_size > 1:
             stem, ext = os.path.splitext(path)
             path = f"{stem}_rank{trainer.global_rank}{ext}"

@@ -156,7 +156,9 @@ def find_last_checkpoint(roots: list[str]) -> str | None:
     return max(found, key=lambda p: (os.path.getmtime(p), p)) if found else None
 
 
-def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer | None = None, roots: list[str] | None = None) -> str | None:
+def resolve_ckpt_path(
+    ckpt_path: str | None, trainer: L.Trainer | None = None, roots: list[str] | None = None
+) -> str | None:
     """What ``fit(ckpt_path=...)`` should really load.
 
     ``None`` stays ``None`` (a fresh run). ``"last"`` becomes the newest ``last*.ckpt`` under the
@@ -191,7 +193,9 @@ def check_checkpoint_file(path: str) -> None:
 
     if not zipfile.is_zipfile(path):
         size = os.path.getsize(path)
-        raise CorruptCheckpointError(f"{path} is not a complete checkpoint ({size} bytes; truncated or not a torch.save file)")
+        raise CorruptCheckpointError(
+            f"{path} is not a complete checkpoint ({size} bytes; truncated or not a torch.save file)"
+        )
 
 
 # --------------------------------------------------------------------------- loop state

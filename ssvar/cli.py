@@ -6,7 +6,8 @@ training commands (``fit``, ``validate``, ``test``, ``predict``: LightningCLI, i
 
 To add a subcommand, add one row to :data:`COMMANDS`: its name, a one-line help and
 ``"module:function"``, a function taking the arguments after the name and returning the exit
-status.
+status. The argument parsers of the non-Lightning commands live in :mod:`ssvar.commands`; the
+library modules they call take plain arguments.
 """
 
 from __future__ import annotations
@@ -25,15 +26,25 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command("train a method from a config (`--config demo`; `ssvar fit --help` lists every option)", "ssvar.lightning_cli:main", True),
+    "fit": Command(
+        "train a method from a config (`--config demo`; `ssvar fit --help` lists every option)",
+        "ssvar.lightning_cli:main",
+        True,
+    ),
     "validate": Command("validation metrics of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
     "test": Command("multi-view test accuracy of a trained checkpoint (--ckpt_path)", "ssvar.lightning_cli:main", True),
-    "predict": Command("predict a data module's test list from a checkpoint; writes predictions.csv", "ssvar.lightning_cli:main", True),
-    "predict-videos": Command("top-k classes of video files or folders from a checkpoint (--ckpt)", "ssvar.predict:predict_main"),
-    "splits": Command("make and verify class-balanced labelled split lists", "ssvar.data.splits:splits_main"),
-    "check-videos": Command("list unreadable or too-short videos under a folder", "ssvar.data.check:check_videos_main"),
-    "prepare-videos": Command("re-encode videos for fast training (resize, constant frame rate)", "ssvar.data.prepare:prepare_videos_main"),
-    "configs": Command("list the shipped configs, or copy one out to edit", "ssvar.config_files:configs_main"),
+    "predict": Command(
+        "predict a data module's test list from a checkpoint; writes predictions.csv", "ssvar.lightning_cli:main", True
+    ),
+    "predict-videos": Command(
+        "top-k classes of video files or folders from a checkpoint (--ckpt)", "ssvar.commands:predict_videos_main"
+    ),
+    "splits": Command("make and verify class-balanced labelled split lists", "ssvar.commands:splits_main"),
+    "check-videos": Command("list unreadable or too-short videos under a folder", "ssvar.commands:check_videos_main"),
+    "prepare-videos": Command(
+        "re-encode videos for fast training (resize, constant frame rate)", "ssvar.commands:prepare_videos_main"
+    ),
+    "configs": Command("list the shipped configs, or copy one out to edit", "ssvar.commands:configs_main"),
 }
 
 

@@ -13,14 +13,12 @@ In a clone of the repository ``examples/configs`` points at the same files.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["config_dir", "config_path", "list_configs", "resolve_config_args", "configs_main"]
+__all__ = ["config_dir", "config_path", "list_configs", "resolve_config_args", "describe_config"]
 
 PREFIX = "ssvar:"
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
@@ -62,7 +60,9 @@ def _resolve(value: str) -> str:
     try:
         return str(config_path(value))
     except FileNotFoundError:
-        raise FileNotFoundError(f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)") from None
+        raise FileNotFoundError(
+            f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)"
+        ) from None
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
@@ -83,7 +83,7 @@ def resolve_config_args(argv: list[str]) -> list[str]:
     return out
 
 
-def _describe(path: Path) -> str:
+def describe_config(path: Path) -> str:
     """The first comment line of a config (its one-line description)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -96,42 +96,9 @@ def _describe(path: Path) -> str:
     return ""
 
 
-def configs_main(argv: list[str]) -> int:
-    """``ssvar configs list|copy|path``."""
-    p = argparse.ArgumentParser(prog="ssvar configs", description="The configs shipped with ssvar, usable by name (`--config demo`).")
-    sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="list the shipped configs with their first comment line")
-    ls.add_argument("pattern", nargs="?", default="", help="only names containing this text")
-    ls.add_argument("--paths", action="store_true", help="print the files' paths instead")
-    cp = sub.add_parser("copy", help="copy a shipped config out to edit it")
-    cp.add_argument("name", help="a shipped config name, e.g. demo or methods/fixmatch")
-    cp.add_argument("dest", nargs="?", default=".", help="file or folder (default: the current folder)")
-    cp.add_argument("--force", action="store_true", help="overwrite an existing file")
-    ph = sub.add_parser("path", help="print the file of a shipped config")
-    ph.add_argument("name")
-    args = p.parse_args(argv)
-    try:
-        if args.command == "list":
-            names = [n for n in list_configs() if args.pattern in n]
-            width = max((len(n) for n in names), default=0) + 2
-            for n in names:
-                path = config_dir() / f"{n}.yaml"
-                print(str(path) if args.paths else f"{n:<{width}}{_describe(path)}".rstrip())
-            return 0
-        src = config_path(args.name)
-        if args.command == "path":
-            print(src)
-            return 0
-        dest = Path(args.dest)
-        if dest.is_dir() or args.dest.endswith(("/", os.sep)):
-            dest = dest / src.name
-        if dest.exists() and not args.force:
-            print(f"ssvar configs: {dest} exists; use --force to overwrite", file=sys.stderr)
-            return 2
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        print(f"copied {args.name} to {dest}")
-        return 0
-    except FileNotFoundError as e:
-        print(f"ssvar configs: {e}", file=sys.stderr)
-        return 2
+def __getattr__(name: str):
+    if name == "configs_main":  # the command moved to the CLI layer; kept importable from here
+        from ssvar.commands import configs_main
+
+        return configs_main
+    raise AttributeError(f"module 'ssvar.config_files' has no attribute {name!r}")

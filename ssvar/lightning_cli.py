@@ -22,6 +22,7 @@ import os
 import sys
 import warnings
 
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ssvar.config_files import resolve_config_args
@@ -61,9 +62,19 @@ class RunConfigCallback(SaveConfigCallback):
 
             folder = run_dir(trainer)
             os.makedirs(folder, exist_ok=True)
-            self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True, multifile=self.multifile)
+            self.parser.save(
+                self.config,
+                os.path.join(folder, self.config_filename),
+                skip_none=False,
+                overwrite=True,
+                multifile=self.multifile,
+            )
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+def _callbacks(trainer) -> list:
+    """``trainer.callbacks``: set by Lightning's callback connector, so not declared on ``Trainer``."""
+    return trainer.callbacks
 
 
 class SsvarCLI(LightningCLI):
@@ -89,7 +100,9 @@ class SsvarCLI(LightningCLI):
         if sub:
             ckpt = self.config[sub].get("ckpt_path")
             if ckpt is None and sub in ("validate", "test", "predict"):
-                raise CheckpointError("give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)")
+                raise CheckpointError(
+                    "give the trained checkpoint with --ckpt_path FILE (the model would otherwise be untrained)"
+                )
             if ckpt is not None and str(ckpt) not in _SPECIAL_CKPT:
                 check_checkpoint_path(ckpt)
         super()._parse_ckpt_path()
@@ -125,19 +138,21 @@ class SsvarCLI(LightningCLI):
         self._resolve_ckpt_path()
         from ssvar.callbacks import PredictionWriter
 
-        if not any(isinstance(c, PredictionWriter) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(PredictionWriter())
+        callbacks = _callbacks(self.trainer)
+        if not any(isinstance(c, PredictionWriter) for c in callbacks):
+            callbacks.append(PredictionWriter())
 
     def after_predict(self) -> None:
         from ssvar.callbacks import PredictionWriter
 
-        for c in self.trainer.callbacks:
+        for c in _callbacks(self.trainer):
             if isinstance(c, PredictionWriter) and c.written and self.trainer.is_global_zero:
                 print(f"predictions written to {c.written}")
 
     def after_fit(self) -> None:
         if self.config.get(self.subcommand, {}).get("test_after_fit"):
-            ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
+            cb = self.trainer.checkpoint_callback
+            ckpt = cb.best_model_path if isinstance(cb, ModelCheckpoint) else None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
 
 

@@ -5,7 +5,7 @@ Matplotlib with the non-interactive Agg backend (works on headless machines and 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -58,7 +58,9 @@ def plot_per_class_accuracy(cm: torch.Tensor | np.ndarray, class_names: Sequence
     fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * n + 1)))
     ax.barh(np.arange(n), acc[order], color=["#c44e52" if a < acc.mean() else "#4c72b0" for a in acc[order]])
     ax.set_yticks(np.arange(n), [f"{labels[i]} (n={int(support[i])})" for i in order], fontsize=8 if n <= 60 else 4)
-    ax.axvline(acc[support > 0].mean() if (support > 0).any() else 0, color="k", ls="--", lw=1, label="mean class accuracy")
+    ax.axvline(
+        acc[support > 0].mean() if (support > 0).any() else 0, color="k", ls="--", lw=1, label="mean class accuracy"
+    )
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy")
     ax.set_title("per-class accuracy")
@@ -115,7 +117,9 @@ def read_tensorboard_scalars(log_dir: str) -> dict[str, tuple[list[int], list[fl
 
     acc = EventAccumulator(log_dir, size_guidance={"scalars": 0})
     acc.Reload()
-    return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)]) for tag in acc.Tags()["scalars"]}
+    return {
+        tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)]) for tag in acc.Tags()["scalars"]
+    }
 
 
 def read_scalars(log_dir: str) -> dict[str, tuple[list[int], list[float]]]:
@@ -142,7 +146,7 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_pseudo_label_curves(
-    scalars: dict[str, tuple[Sequence[int], Sequence[float]]],
+    scalars: Mapping[str, tuple[Sequence[int], Sequence[float]]],
     path: str | None = None,
     title: str = "pseudo-label quality",
     smooth: int = 5,
@@ -167,7 +171,14 @@ def plot_pseudo_label_curves(
         ax.plot(steps, _smooth(values, smooth), color=c, lw=2, ls=ls, label=label)
         drawn += 1
     if not drawn:
-        ax.text(0.5, 0.5, "no pseudo-label metrics logged\n(a supervised-only method?)", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no pseudo-label metrics logged\n(a supervised-only method?)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.set_ylim(-0.02, 1.02)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("training step")
@@ -183,7 +194,7 @@ def plot_pseudo_label_curves(
 
 
 def plot_pseudo_label_reliability(
-    history: Sequence[tuple[int, "torch.Tensor | np.ndarray"]],
+    history: Sequence[tuple[int, torch.Tensor | np.ndarray]],
     path: str | None = None,
     threshold: float | None = None,
     title: str = "pseudo-label reliability",
@@ -203,7 +214,9 @@ def plot_pseudo_label_reliability(
     ax.plot([0, 1], [0, 1], color="#8c8c8c", ls=":", lw=1, label="perfect calibration")
     if threshold is not None:
         ax.axvline(threshold, color="#c44e52", ls="--", lw=1, label=f"threshold {threshold:g}")
-    hist = [(int(s), reliability(torch.as_tensor(np.asarray(t)))) for s, t in history if float(np.asarray(t)[0].sum()) > 0]
+    hist = [
+        (int(s), reliability(torch.as_tensor(np.asarray(t)))) for s, t in history if float(np.asarray(t)[0].sum()) > 0
+    ]
     if hist:
         picks = sorted({round(i) for i in np.linspace(0, len(hist) - 1, min(max_curves, len(hist)))})
         cmap = matplotlib.colormaps["viridis"]

@@ -24,12 +24,10 @@ missing, corrupt or foreign file is a one-line error (exit status 2). The backbo
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -39,7 +37,14 @@ from ssvar.data.index import VIDEO_EXTENSIONS, VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig, normalize_video
 
 # Used when a checkpoint predates ``ssvar_clip_settings`` (the data module defaults).
-DEFAULT_CLIP_SETTINGS = {"num_frames": 8, "stride": 4, "crop_size": 112, "short_side": 128, "test_clips": 5, "test_crops": 3}
+DEFAULT_CLIP_SETTINGS = {
+    "num_frames": 8,
+    "stride": 4,
+    "crop_size": 112,
+    "short_side": 128,
+    "test_clips": 5,
+    "test_crops": 3,
+}
 
 
 @dataclass
@@ -65,13 +70,19 @@ def find_video_files(paths: Sequence[str]) -> list[str]:
         if os.path.isdir(p):
             for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                out += [os.path.join(dirpath, f) for f in sorted(filenames) if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+                out += [
+                    os.path.join(dirpath, f)
+                    for f in sorted(filenames)
+                    if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
+                ]
         else:
             out.append(p)
     return out
 
 
-def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Module | None = None, map_location: str = "cpu"):
+def load_model(
+    ckpt_path: str, model_config: dict | None = None, backbone: nn.Module | None = None, map_location: str = "cpu"
+):
     """Rebuild the method stored in ``ckpt_path`` (in eval mode) with its weights.
 
     Args:
@@ -80,9 +91,9 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
             checkpoints that hold no backbone config (trained from Python).
         backbone: alternatively, the backbone module itself (same architecture as trained).
     """
-    import ssvar.methods  # noqa: F401  (the classes a checkpoint may name must be imported)
     from lightning.pytorch.cli import instantiate_module
 
+    import ssvar.methods  # noqa: F401  (the classes a checkpoint may name must be imported)
     from ssvar.methods.base import SemiSupervisedModule
     from ssvar.models.backbones import restoring_trained_weights
     from ssvar.serialization import read_lightning_checkpoint
@@ -91,7 +102,11 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     hp = dict(ckpt.get("hyper_parameters") or {})
     hp.pop("_instantiator", None)
     if model_config is not None:
-        hp = {"_class_path": model_config["class_path"], **(model_config.get("init_args") or {}), "num_classes": hp.get("num_classes")}
+        hp = {
+            "_class_path": model_config["class_path"],
+            **(model_config.get("init_args") or {}),
+            "num_classes": hp.get("num_classes"),
+        }
     class_path = hp.get("_class_path") or ckpt.get("ssvar_method_class")
     if class_path is None:
         raise ValueError(f"{ckpt_path} names no method class: pass the training config's model section (--model-config)")
@@ -154,7 +169,14 @@ def predict_videos(
     from ssvar.data.dataset import VideoDataset, ViewSpec
 
     cs = {**DEFAULT_CLIP_SETTINGS, **(getattr(model, "clip_settings", None) or {})}
-    given = dict(num_frames=num_frames, stride=stride, crop_size=crop_size, short_side=short_side, test_clips=clips, test_crops=crops)
+    given = dict(
+        num_frames=num_frames,
+        stride=stride,
+        crop_size=crop_size,
+        short_side=short_side,
+        test_clips=clips,
+        test_crops=crops,
+    )
     cs.update({k: v for k, v in given.items() if v is not None})
     if cs["test_crops"] not in (1, 3):
         raise ValueError(f"crops must be 1 or 3, got {cs['test_crops']}")
@@ -207,47 +229,9 @@ def format_table(preds: Sequence[Prediction]) -> str:
     return "\n".join(lines) + (f"\n(probabilities averaged over {views} clips x crops per video)" if views else "")
 
 
-def predict_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="ssvar predict-videos",
-        description="Top-k classes of video files (or folders of videos) from a checkpoint of any ssvar method.",
-        epilog="`ssvar predict --config X.yaml --ckpt_path CKPT` predicts a data module's test list instead (to predictions.csv).",
-    )
-    p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
-    p.add_argument("--ckpt", "--ckpt_path", dest="ckpt", required=True, help="checkpoint written by `ssvar fit` (or Lightning)")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show per video (default 5)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--clips", type=int, help="clips per video (default: the test clips saved in the checkpoint)")
-    p.add_argument("--crops", type=int, choices=(1, 3), help="crops per clip (default: from the checkpoint)")
-    p.add_argument("--num-frames", type=int, help="frames per clip (default: from the checkpoint)")
-    p.add_argument("--stride", type=int, help="frame stride (default: from the checkpoint)")
-    p.add_argument("--crop-size", type=int, help="crop side in pixels (default: from the checkpoint)")
-    p.add_argument("--model-config", help="YAML with a `model:` section, for checkpoints trained from Python")
-    p.add_argument("--decoder", choices=("pyav", "torchcodec"), default="pyav")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    videos = find_video_files(args.videos)
-    if not videos:
-        p.error(f"no video files in {args.videos}")
-    model_config = None
-    if args.model_config:
-        import yaml
+def __getattr__(name: str):
+    if name == "predict_main":  # the command moved to the CLI layer; kept importable from here
+        from ssvar.commands import predict_videos_main
 
-        with open(args.model_config, encoding="utf-8") as f:
-            model_config = (yaml.safe_load(f) or {}).get("model")
-        if not model_config:
-            p.error(f"{args.model_config} has no `model:` section")
-    try:
-        model = load_model(args.ckpt, model_config=model_config)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:  # CheckpointError is a ValueError
-        print(f"ssvar predict-videos: {e}", file=sys.stderr)
-        return 2
-    preds = predict_videos(
-        model, videos, top_k=args.top_k, clips=args.clips, crops=args.crops, num_frames=args.num_frames,
-        stride=args.stride, crop_size=args.crop_size, decoder=args.decoder, device=args.device, progress=True,
-    )
-    if args.format == "json":
-        print(json.dumps([pr.as_dict() for pr in preds], indent=2))
-    else:
-        print(format_table(preds))
-    return 1 if any(pr.error for pr in preds) else 0
+        return predict_videos_main
+    raise AttributeError(f"module 'ssvar.predict' has no attribute {name!r}")

@@ -23,7 +23,14 @@ import pickle
 import warnings
 from typing import Any
 
-__all__ = ["ALLOW_PICKLE_ENV", "CheckpointError", "CheckpointNotFoundError", "check_checkpoint_path", "load_file", "read_lightning_checkpoint"]
+__all__ = [
+    "ALLOW_PICKLE_ENV",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "check_checkpoint_path",
+    "load_file",
+    "read_lightning_checkpoint",
+]
 
 ALLOW_PICKLE_ENV = "SSVAR_ALLOW_PICKLE"
 
@@ -48,7 +55,9 @@ def _safe_globals() -> list:
     return [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
 
 
-def load_file(path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickle: bool | None = None, what: str = "checkpoint") -> Any:
+def load_file(
+    path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickle: bool | None = None, what: str = "checkpoint"
+) -> Any:
     """``torch.load`` of a user-supplied file with ``weights_only=True``.
 
     Args:
@@ -84,7 +93,9 @@ def load_file(path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickl
                 f"code. If you trust where it comes from, set {ALLOW_PICKLE_ENV}=1 to load it anyway"
             ) from None
     except Exception as e:  # truncated zip, random bytes, text, another program's format
-        raise CheckpointError(f"{what} {path} is not a readable PyTorch file (corrupt or from another program?): {_first_line(e)}") from None
+        raise CheckpointError(
+            f"{what} {path} is not a readable PyTorch file (corrupt or from another program?): {_first_line(e)}"
+        ) from None
     warnings.warn(
         f"{what} {path} is loaded with full unpickling ({ALLOW_PICKLE_ENV} / allow_pickle): this runs any code the "
         "file contains; convert it to a plain state dict once to avoid this",
@@ -97,13 +108,17 @@ def load_file(path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickl
         raise CheckpointError(f"{what} {path} could not be loaded: {_first_line(e)}") from None
 
 
-def read_lightning_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickle: bool | None = None) -> dict:
+def read_lightning_checkpoint(
+    path: str | os.PathLike, *, map_location: Any = "cpu", allow_pickle: bool | None = None
+) -> dict:
     """:func:`load_file` of a checkpoint written by Lightning (``ssvar fit``): a dict with a
     ``state_dict``; anything else is a :class:`CheckpointError` saying so."""
     obj = load_file(path, map_location=map_location, allow_pickle=allow_pickle)
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         kind = f"a dict with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"checkpoint {os.fspath(path)} is not a Lightning checkpoint (it holds {kind}, no 'state_dict')")
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)} is not a Lightning checkpoint (it holds {kind}, no 'state_dict')"
+        )
     return obj
 
 
@@ -118,7 +133,9 @@ def check_checkpoint_path(path: str | os.PathLike) -> None:
         raise
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         kind = f"a dict with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"checkpoint {os.fspath(path)} is not a Lightning checkpoint (it holds {kind}, no 'state_dict')")
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)} is not a Lightning checkpoint (it holds {kind}, no 'state_dict')"
+        )
 
 
 def _is_zip(path) -> bool:

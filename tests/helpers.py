@@ -8,8 +8,8 @@ compression, chroma subsampling, resizing and any crop; :func:`decoded_index` re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Callable, Sequence
 
 import av
 import numpy as np

@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from synth import TINY, tiny_datamodule, tiny_trainer
 
 from ssvar.checkpointing import (
     AtomicCheckpointIO,
@@ -25,7 +26,6 @@ from ssvar.checkpointing import (
 from ssvar.components import EMATeacher
 from ssvar.methods import FixMatch
 from ssvar.models import Tiny3D
-from synth import TINY, tiny_datamodule, tiny_trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +108,12 @@ def test_last_ckpt_is_saved_by_default_and_every_n_steps(tmp_path, synth_root):
             saves.append(trainer.global_step)
 
     mc = ModelCheckpoint(dirpath=str(ck))
-    trainer = tiny_trainer(tmp_path, enable_checkpointing=True, max_steps=4, callbacks=[mc, ResumeCheckpoints(every_n_train_steps=2), Spy()])
+    trainer = tiny_trainer(
+        tmp_path,
+        enable_checkpointing=True,
+        max_steps=4,
+        callbacks=[mc, ResumeCheckpoints(every_n_train_steps=2), Spy()],
+    )
     trainer.fit(_model(), datamodule=tiny_datamodule(synth_root))
     assert mc.save_last is True and (ck / "last.ckpt").is_file()
     assert torch.load(ck / "last.ckpt", weights_only=True)["global_step"] == 4
@@ -150,7 +155,13 @@ def test_signal_saves_a_resumable_checkpoint_mid_epoch(sig, exit_code, tmp_path,
 
     ck = tmp_path / "ck"
     L.seed_everything(0)
-    t1 = tiny_trainer(tmp_path / "a", deterministic=True, enable_checkpointing=True, callbacks=[ModelCheckpoint(dirpath=str(ck)), _SignalAt(spe + 2, sig)], **limits)
+    t1 = tiny_trainer(
+        tmp_path / "a",
+        deterministic=True,
+        enable_checkpointing=True,
+        callbacks=[ModelCheckpoint(dirpath=str(ck)), _SignalAt(spe + 2, sig)],
+        **limits,
+    )
     before = signal.getsignal(sig)
     with pytest.raises(SystemExit) as e:
         t1.fit(_model(), datamodule=tiny_datamodule(synth_root))
@@ -200,7 +211,13 @@ def test_resolve_last_picks_the_newest_last_ckpt_under_the_root(tmp_path):
 
 
 def _cli_args(root, synth):
-    args = ["fit", "--config", os.path.join(REPO, "examples", "configs", "demo.yaml"), "--data.init_args.root", str(synth)]
+    args = [
+        "fit",
+        "--config",
+        os.path.join(REPO, "examples", "configs", "demo.yaml"),
+        "--data.init_args.root",
+        str(synth),
+    ]
     for k, v in TINY.items():
         args += [f"--data.init_args.{k}", str(v)]
     return args + [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synth import TINY  # noqa: F401
 
 from ssvar.cli import main, run_cli
-from synth import TINY  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "ssvar" / "configs"  # also reachable as examples/configs in a clone
@@ -21,12 +21,19 @@ SPLITS = REPO.parent / "shared" / "data" / "splits"
 # Tiny, CPU-only stand-ins for each shipped config's data (paths exist, nothing heavy runs).
 _DATA_OVERRIDES = {
     "UCF101DataModule": lambda: ["--data.init_args.splits_dir", str(SPLITS / "ucf101")],
-    "HMDB51DataModule": lambda: ["--data.init_args.splits_dir", str(SPLITS / "hmdb51" / "testTrainMulti_7030_splits_reconstructed")],
+    "HMDB51DataModule": lambda: [
+        "--data.init_args.splits_dir",
+        str(SPLITS / "hmdb51" / "testTrainMulti_7030_splits_reconstructed"),
+    ],
     "Kinetics400DataModule": lambda: [
-        "--data.init_args.train_list", _k400_half(0),
-        "--data.init_args.val_list", _k400_half(1),
-        "--data.init_args.labeled_list", "null",
-        "--data.init_args.labeled_per_class", "1",
+        "--data.init_args.train_list",
+        _k400_half(0),
+        "--data.init_args.val_list",
+        _k400_half(1),
+        "--data.init_args.labeled_list",
+        "null",
+        "--data.init_args.labeled_per_class",
+        "1",
     ],
 }
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import REPO, _tiny_synth_args
 
 from ssvar.cli import COMMANDS, main, run_cli
-from test_cli import REPO, _tiny_synth_args
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -57,8 +57,10 @@ def test_light_subcommands_do_not_import_lightning_or_torch(tmp_path):
         "        return main(a)\n"
         "    except SystemExit as e:\n"
         "        return e.code\n"
-        "for a in (['--help'], ['--version'], ['splits', '--help'], ['splits', 'make', '--help'], ['check-videos', '--help'],\n"
-        f"          ['check-videos', {str(tmp_path / 'videos')!r}, '--workers', '1'], ['configs', 'list'], ['configs', '--help'],\n"
+        "for a in (['--help'], ['--version'], ['splits', '--help'], ['splits', 'make', '--help'],\n"
+        "          ['check-videos', '--help'],\n"
+        f"          ['check-videos', {str(tmp_path / 'videos')!r}, '--workers', '1'],\n"
+        "          ['configs', 'list'], ['configs', '--help'],\n"
         "          ['prepare-videos', '--help']):\n"
         "    run(a)\n"
         "print('HEAVY', sorted(m for m in ('lightning', 'torch', 'pytorch_lightning') if m in sys.modules))\n"
@@ -83,7 +85,9 @@ def test_configs_list_copy_and_path(tmp_path, capsys):
 
 
 def test_repository_path_and_package_path_are_the_same_files():
-    assert (REPO / "examples" / "configs" / "demo.yaml").read_text() == (REPO / "ssvar" / "configs" / "demo.yaml").read_text()
+    assert (REPO / "examples" / "configs" / "demo.yaml").read_text() == (
+        REPO / "ssvar" / "configs" / "demo.yaml"
+    ).read_text()
 
 
 @pytest.mark.parametrize("name", ["demo", "demo.yaml", "ssvar:demo"])
@@ -137,7 +141,18 @@ def _bad_ckpt(tmp_path, case) -> str:
 @pytest.mark.parametrize("case", ["missing", "folder", "other_program", "corrupt"])
 def test_bad_ckpt_path_is_one_line_exit_2(tmp_path, capsys, sub, case):
     ckpt = _bad_ckpt(tmp_path, case)
-    rc = main([sub, "--config", "demo", *_tiny_synth_args(tmp_path), "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", ckpt])
+    rc = main(
+        [
+            sub,
+            "--config",
+            "demo",
+            *_tiny_synth_args(tmp_path),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--ckpt_path",
+            ckpt,
+        ]
+    )
     assert rc == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and ckpt in err[0] and err[0].startswith(f"ssvar {sub}: error: "), err
@@ -173,10 +188,32 @@ def trained_from_initial_weights(tmp_path_factory):
 
     torch.manual_seed(1)
     torch.save(Tiny3D(width=16).state_dict(), init)
-    args = ["--config", "demo", *_tiny_synth_args(tmp / "synth"), "--model.init_args.backbone.init_args.checkpoint", str(init),
-            "--trainer.default_root_dir", str(tmp / "run"), *QUIET]
-    cli = run_cli(["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                   "--trainer.limit_val_batches", "1", "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"])
+    args = [
+        "--config",
+        "demo",
+        *_tiny_synth_args(tmp / "synth"),
+        "--model.init_args.backbone.init_args.checkpoint",
+        str(init),
+        "--trainer.default_root_dir",
+        str(tmp / "run"),
+        *QUIET,
+    ]
+    cli = run_cli(
+        [
+            "fit",
+            *args,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--test_after_fit",
+            "false",
+        ]
+    )
     ckpt = sorted((tmp / "run").rglob("*.ckpt"))[-1]
     init.unlink()
     return tmp, args, str(ckpt), cli
@@ -228,7 +265,22 @@ def test_splits_make_checks_every_argument_before_writing(tmp_path, capsys):
     rc = main(["splits", "make", "--root", str(root), "--per-class", "2", "--out", str(lab), "--test-out", str(test)])
     assert rc != 0 and "--test-fraction" in capsys.readouterr().err
     assert not lab.exists() and not test.exists()  # nothing written
-    rc = main(["splits", "make", "--root", str(root), "--per-class", "1", "--out", str(lab), "--test-out", str(lab), "--test-fraction", "0.5"])
+    rc = main(
+        [
+            "splits",
+            "make",
+            "--root",
+            str(root),
+            "--per-class",
+            "1",
+            "--out",
+            str(lab),
+            "--test-out",
+            str(lab),
+            "--test-fraction",
+            "0.5",
+        ]
+    )
     assert rc != 0 and not lab.exists()
 
 
@@ -259,8 +311,13 @@ def test_wandb_runs_never_overwrite_each_others_files(tmp_path, monkeypatch):
     from test_loggers_plots import _fit
 
     monkeypatch.chdir(tmp_path)
-    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
-                 "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache")}.items():
+    for k, v in {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+    }.items():
         monkeypatch.setenv(k, v)
     folders = []
     for _ in range(2):

@@ -14,7 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "examples").glob("*.py"))
 # figures each script must leave under runs/ (looked at by hand at full settings)
 FIGURES = {
-    "quickstart.py": ["pseudo_label_curves.png", "tsne.png", "test_confusion_matrix_2x1.png", "test_per_class_accuracy_2x1.png"],
+    "quickstart.py": [
+        "pseudo_label_curves.png",
+        "tsne.png",
+        "test_confusion_matrix_2x1.png",
+        "test_per_class_accuracy_2x1.png",
+    ],
     "own_videos.py": ["pseudo_label_curves.png", "test_tsne.png", "test_confusion_matrix_2x1.png"],
 }
 
@@ -40,7 +45,9 @@ def test_script_runs_on_tiny_settings(script, tmp_path):
     env = {**os.environ, "SSVAR_QUICK": "1", "SSVAR_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("SSVAR_VIDEO_DIR", None)
-    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     made = {p.name for p in (tmp_path / "runs").rglob("*.png")}
     missing = [f for f in FIGURES.get(script.name, []) if f not in made]

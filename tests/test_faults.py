@@ -14,17 +14,18 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
-
 from helpers import TINY_CLASSES, write_truncated, write_video
+from synth import tiny_trainer
+
 from ssvar.data.datamodule import FolderDataModule
 from ssvar.data.decode import PyAVDecoder, VideoDecodeError
 from ssvar.data.index import SplitError
 from ssvar.methods import FixMatch, Supervised
 from ssvar.models import Tiny3D
-from synth import tiny_trainer
 
-SMALL = dict(batch_size=2, num_workers=0, num_frames=4, stride=2, crop_size=24, short_side=28, test_clips=1, test_crops=1)
+SMALL = dict(
+    batch_size=2, num_workers=0, num_frames=4, stride=2, crop_size=24, short_side=28, test_clips=1, test_crops=1
+)
 
 
 def _faststart_truncated(path: Path, fraction: float = 0.5) -> str:
@@ -97,7 +98,24 @@ def test_predict_reports_a_truncated_faststart_mp4_and_goes_on(tmp_path, capsys)
     cfg = tmp_path / "model.yaml"  # a Python-trained checkpoint names no backbone config
     cfg.write_text("model:\n  class_path: ssvar.methods.Supervised\n  init_args:\n    num_classes: 3\n"
                    "    backbone:\n      class_path: ssvar.models.Tiny3D\n      init_args:\n        width: 4\n")
-    assert main(["predict-videos", "--ckpt", ckpt, good, bad, "--format", "json", "--clips", "1", "--model-config", str(cfg)]) == 1
+    assert (
+        main(
+            [
+                "predict-videos",
+                "--ckpt",
+                ckpt,
+                good,
+                bad,
+                "--format",
+                "json",
+                "--clips",
+                "1",
+                "--model-config",
+                str(cfg),
+            ]
+        )
+        == 1
+    )
     import json
 
     out = json.loads(capsys.readouterr().out)
@@ -114,8 +132,16 @@ def test_evaluation_leaves_out_broken_videos_never_substitutes(tmp_path, caplog,
     root = _tree(tmp_path / "tree")
     _faststart_truncated(root / "class_c" / "class_c_web.mp4")
     (root / "class_a" / "class_a_zero.mp4").write_bytes(b"")
-    test = [("class_a/class_a_0.mp4", 0), ("class_a/class_a_zero.mp4", 0), ("class_b/class_b_0.mp4", 1), ("class_c/class_c_web.mp4", 2), ("class_c/class_c_0.mp4", 2)]
-    dm = FolderDataModule(str(root), labeled_per_class=1, test_list=_test_list(root, test), eval_batch_size=eval_batch_size, **SMALL)
+    test = [
+        ("class_a/class_a_0.mp4", 0),
+        ("class_a/class_a_zero.mp4", 0),
+        ("class_b/class_b_0.mp4", 1),
+        ("class_c/class_c_web.mp4", 2),
+        ("class_c/class_c_0.mp4", 2),
+    ]
+    dm = FolderDataModule(
+        str(root), labeled_per_class=1, test_list=_test_list(root, test), eval_batch_size=eval_batch_size, **SMALL
+    )
     model = Supervised(Tiny3D(width=4), num_classes=3)
     trainer = tiny_trainer(tmp_path)
     with caplog.at_level(logging.WARNING):
@@ -148,7 +174,9 @@ def _list_dm(tmp_path, labeled: list[tuple[str, int]], test: list[tuple[str, int
     root = _tree(tmp_path / "tree")
     lab = tmp_path / "labeled.txt"
     lab.write_text("".join(f"{p} {y}\n" for p, y in labeled))
-    return FolderDataModule(str(root), labeled_list=str(lab), test_list=_test_list(root, test), check_files=False, **SMALL, **kw)
+    return FolderDataModule(
+        str(root), labeled_list=str(lab), test_list=_test_list(root, test), check_files=False, **SMALL, **kw
+    )
 
 
 TEST = [("class_a/class_a_2.mp4", 0), ("class_b/class_b_2.mp4", 1), ("class_c/class_c_2.mp4", 2)]
@@ -200,12 +228,33 @@ def test_cli_reports_a_split_error_in_one_line(tmp_path, capsys):
     root = _tree(tmp_path / "tree")
     lab = tmp_path / "labeled.txt"
     lab.write_text("".join(f"{p} {y}\n" for p, y in LAB + [LAB[0]]))
-    rc = main([
-        "fit", "--model", "ssvar.methods.Supervised", "--model.backbone", "ssvar.models.Tiny3D",
-        "--data", "ssvar.data.FolderDataModule", "--data.root", str(root), "--data.labeled_list", str(lab),
-        "--data.test_list", _test_list(root, TEST), "--data.num_workers", "0", "--trainer.max_steps", "1",
-        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false",
-    ])
+    rc = main(
+        [
+            "fit",
+            "--model",
+            "ssvar.methods.Supervised",
+            "--model.backbone",
+            "ssvar.models.Tiny3D",
+            "--data",
+            "ssvar.data.FolderDataModule",
+            "--data.root",
+            str(root),
+            "--data.labeled_list",
+            str(lab),
+            "--data.test_list",
+            _test_list(root, TEST),
+            "--data.num_workers",
+            "0",
+            "--trainer.max_steps",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--trainer.logger",
+            "false",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "repeated labelled" in err[0] and "labeled.txt:4" in err[0]
 

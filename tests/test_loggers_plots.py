@@ -7,19 +7,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_cli import CONFIG_DIR, REPO, _tiny_synth_args
 
 from ssvar.cli import run_cli
 from ssvar.plots import plot_pseudo_label_curves, plot_tsne, read_metrics_csv, read_scalars
-from test_cli import CONFIG_DIR, REPO, _tiny_synth_args
 
 
 def _fit(tmp_path: Path, *extra: str):
     return run_cli(
-        ["fit", "--config", str(REPO / "examples/configs/demo.yaml"), "--config", str(CONFIG_DIR / "methods/fixmatch.yaml"),
-         *_tiny_synth_args(tmp_path / "synth"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
-         "--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.limit_val_batches", "1",
-         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false", "--trainer.enable_checkpointing", "false", *extra],
+        [
+            "fit",
+            "--config",
+            str(REPO / "examples/configs/demo.yaml"),
+            "--config",
+            str(CONFIG_DIR / "methods/fixmatch.yaml"),
+            *_tiny_synth_args(tmp_path / "synth"),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "4",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            *extra,
+        ],
     )
 
 
@@ -35,7 +57,9 @@ def test_default_logger_is_tensorboard_and_figures_are_written(tmp_path):
     # end of fit: the pseudo-label curves; test_after_fit (demo.yaml): confusion matrix, per-class accuracy, t-SNE
     assert {"pseudo_label_curves.png", "pseudo_label_reliability.png", "test_tsne.png"} <= names
     assert "train/pl_ece" in scalars  # the reliability diagram's summary, one point per epoch
-    assert any(n.startswith("test_confusion_matrix") for n in names) and any(n.startswith("test_per_class_accuracy") for n in names)
+    assert any(n.startswith("test_confusion_matrix") for n in names) and any(
+        n.startswith("test_per_class_accuracy") for n in names
+    )
     # and the figures went to TensorBoard too
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import REPO, _tiny_synth_args
 
 from ssvar.cli import main, run_cli
 from ssvar.predict import find_video_files, format_table, load_model, predict_videos
-from test_cli import REPO, _tiny_synth_args
 
 METHOD_CONFIGS = ["supervised", "fixmatch", "mean_teacher", "tg_fixmatch"]
 
@@ -19,11 +19,32 @@ def _fit_checkpoint(tmp_path: Path, method: str) -> tuple[str, object]:
     """One training step through the CLI; returns the checkpoint and the trained module."""
     root = tmp_path / "run"
     cli = run_cli(
-        ["fit", "--config", str(REPO / "examples/configs/demo.yaml"),
-         "--config", str(REPO / f"examples/configs/methods/{method}.yaml"), *_tiny_synth_args(tmp_path / "synth"),
-         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-         "--trainer.check_val_every_n_epoch", "1", "--trainer.logger", "false", "--trainer.default_root_dir", str(root),
-         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--test_after_fit", "false"],
+        [
+            "fit",
+            "--config",
+            str(REPO / "examples/configs/demo.yaml"),
+            "--config",
+            str(REPO / f"examples/configs/methods/{method}.yaml"),
+            *_tiny_synth_args(tmp_path / "synth"),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--test_after_fit",
+            "false",
+        ],
     )
     ckpts = sorted(root.rglob("*.ckpt"))
     assert ckpts, "no checkpoint written"
@@ -52,7 +73,11 @@ def test_predict_from_every_methods_checkpoint(tmp_path, capsys, method):
     # Same numbers as the trained module itself on the same test views (multi-view average).
     model = cli.model.eval()
     dm = cli.datamodule
-    ds = dm.dataset(dm.splits.test, {"video": __import__("ssvar.data.dataset", fromlist=["ViewSpec"]).ViewSpec("test", clips=2)}, train=False)
+    ds = dm.dataset(
+        dm.splits.test,
+        {"video": __import__("ssvar.data.dataset", fromlist=["ViewSpec"]).ViewSpec("test", clips=2)},
+        train=False,
+    )
     with torch.no_grad():
         x = ds[0]["video"]
         from ssvar.data.transforms import normalize_video
@@ -87,10 +112,10 @@ def test_predict_table_folder_and_broken_file(tmp_path, capsys):
 def test_python_trained_checkpoint_needs_the_model_config(tmp_path, capsys):
     """Checkpoints of models built in Python hold no backbone config: --model-config supplies it."""
     import lightning as L
+    from synth import tiny_datamodule
 
     from ssvar.methods import FixMatch
     from ssvar.models import Tiny3D
-    from synth import tiny_datamodule
 
     dm = tiny_datamodule(str(tmp_path / "synth"))
     model = FixMatch(Tiny3D(width=4), num_classes=dm.num_classes)

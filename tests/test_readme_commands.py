@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_cli import REPO, _tiny_synth_args
 
 README = REPO / "README.md"
@@ -37,16 +36,30 @@ def readme_follow_up_commands() -> list[list[str]]:
 def _tiny(cmd: list[str], data_root: Path, epochs: int) -> list[str]:
     """Tiny-size arguments after the README's own (later arguments win)."""
     if cmd[1] in ("fit", "validate", "test", "predict"):
-        return cmd + [*_tiny_synth_args(data_root), "--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", "2",
-                      "--trainer.limit_val_batches", "1", "--trainer.check_val_every_n_epoch", "1",
-                      "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false"]
+        return cmd + [
+            *_tiny_synth_args(data_root),
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
     return cmd
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     assert cmd[0] == "ssvar"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "ssvar.cli", *cmd[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ssvar.cli", *cmd[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 # Warnings that ask nothing of the user must not reach them.

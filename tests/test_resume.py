@@ -10,12 +10,12 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.checkpointing import ResumeCheckpoints
 from ssvar.components import EMATeacher
 from ssvar.methods import CMPL, FixMatch, MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 METHODS = {
     "fixmatch_ema": lambda: FixMatch(Tiny3D(width=4), num_classes=4, threshold=0.5, teacher=EMATeacher(0.9), lr=0.05),
@@ -44,7 +44,9 @@ class KillAt(L.Callback):
 
 def _limits(mode: str, spe: int) -> dict:
     # max_steps runs stop part-way through an epoch (2.5 epochs), as 44 shipped configs do.
-    return dict(max_epochs=3, max_steps=-1) if mode == "max_epochs" else dict(max_epochs=-1, max_steps=2 * spe + spe // 2)
+    return (
+        dict(max_epochs=3, max_steps=-1) if mode == "max_epochs" else dict(max_epochs=-1, max_steps=2 * spe + spe // 2)
+    )
 
 
 def _fit(method, root, dm_kw, limits, callbacks=(), ckpt_path=None, seed=0):
@@ -96,7 +98,9 @@ def _check_resume(method, workers, mode, stop, synth_root, tmp_path, tmp_path_fa
     saved = torch.load(ck / "last.ckpt", weights_only=True, map_location="cpu")
     assert saved["global_step"] == (spe if stop == "epoch_end" else every)
     # A different seed: everything must come from the checkpoint.
-    model, trainer = _fit(method, tmp_path / "b", dict(dm_kw), limits, [ModelCheckpoint(dirpath=str(ck))], str(ck / "last.ckpt"), seed=123)
+    model, trainer = _fit(
+        method, tmp_path / "b", dict(dm_kw), limits, [ModelCheckpoint(dirpath=str(ck))], str(ck / "last.ckpt"), seed=123
+    )
     assert (trainer.global_step, trainer.current_epoch) == (steps, epoch)
     got = _state(model, trainer)
     assert got.keys() == expected.keys()
@@ -137,7 +141,14 @@ class RecordBatches(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         key = (trainer.global_step, trainer.current_epoch, batch_idx)
-        self.rows.append((key, batch["labeled"]["index"].tolist(), batch["unlabeled"]["index"].tolist(), float(batch["labeled"]["weak"].float().sum())))
+        self.rows.append(
+            (
+                key,
+                batch["labeled"]["index"].tolist(),
+                batch["unlabeled"]["index"].tolist(),
+                float(batch["labeled"]["weak"].float().sum()),
+            )
+        )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -151,7 +162,21 @@ def test_resume_after_max_steps_reached_trains_the_same_batches(workers, synth_r
     straight = RecordBatches()
     _fit("fixmatch_ema", tmp_path / "s", dict(dm_kw), _limits("max_steps", spe), [straight])
     ck = tmp_path / "ck"
-    _fit("fixmatch_ema", tmp_path / "a", dict(dm_kw), dict(max_epochs=-1, max_steps=spe + spe // 2), [ModelCheckpoint(dirpath=str(ck))])
+    _fit(
+        "fixmatch_ema",
+        tmp_path / "a",
+        dict(dm_kw),
+        dict(max_epochs=-1, max_steps=spe + spe // 2),
+        [ModelCheckpoint(dirpath=str(ck))],
+    )
     resumed = RecordBatches()
-    _fit("fixmatch_ema", tmp_path / "b", dict(dm_kw), _limits("max_steps", spe), [ModelCheckpoint(dirpath=str(ck)), resumed], str(ck / "last.ckpt"), seed=1)
+    _fit(
+        "fixmatch_ema",
+        tmp_path / "b",
+        dict(dm_kw),
+        _limits("max_steps", spe),
+        [ModelCheckpoint(dirpath=str(ck)), resumed],
+        str(ck / "last.ckpt"),
+        seed=1,
+    )
     assert resumed.rows == straight.rows[spe + spe // 2 :]

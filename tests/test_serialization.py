@@ -68,8 +68,14 @@ def test_opt_in_loads_old_pickled_files_with_a_warning(tmp_path, monkeypatch):
 def test_plain_state_dicts_and_lightning_checkpoints_load(tmp_path):
     net = Tiny3D(width=4)
     torch.save(net.state_dict(), tmp_path / "w.pt")
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()}, "epoch": 3,
-                "hyper_parameters": {"lr": 0.1, "backbone": {"class_path": "ssvar.models.Tiny3D"}}}, tmp_path / "l.ckpt")
+    torch.save(
+        {
+            "state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()},
+            "epoch": 3,
+            "hyper_parameters": {"lr": 0.1, "backbone": {"class_path": "ssvar.models.Tiny3D"}},
+        },
+        tmp_path / "l.ckpt",
+    )
     other = Tiny3D(width=4, checkpoint=str(tmp_path / "w.pt"))
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), other.state_dict().values()))
     assert load_weights(Tiny3D(width=4), str(tmp_path / "l.ckpt"), "backbone.") > 0

@@ -1,4 +1,4 @@
-"""``ssvar check-videos ROOT``: find unreadable or too-short videos before training.
+"""Find unreadable or too-short videos before training (``ssvar check-videos ROOT``).
 
 Every video is opened and its stream decoded (no RGB conversion), and the decoded frame count is
 compared with the header's, so truncated files are caught, not only broken headers. Exit status 1
@@ -7,12 +7,9 @@ when any file is bad.
 
 from __future__ import annotations
 
-import argparse
-import sys
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ssvar.data.decode import PyAVDecoder, VideoDecodeError
 from ssvar.data.index import VIDEO_EXTENSIONS
@@ -80,33 +77,22 @@ def _check(args: tuple[str, int, bool]) -> VideoCheck:
     return check_video(*args)
 
 
-def check_videos_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ssvar check-videos", description=__doc__.splitlines()[0])
-    p.add_argument("root", help="folder to scan recursively for video files")
-    p.add_argument("--min-frames", type=int, default=8, help="videos with fewer frames are reported (default 8)")
-    p.add_argument("--quick", action="store_true", help="decode only the first frame (misses truncated files)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--all-extensions", action="store_true", help="check every file, not only video extensions")
-    p.add_argument("--json", action="store_true", help="print one JSON object per bad file")
-    args = p.parse_args(argv)
-    if not os.path.isdir(args.root):
-        p.error(f"not a directory: {args.root}")
-    if args.all_extensions:
-        paths = [os.path.join(d, f) for d, _, fs in os.walk(args.root) for f in sorted(fs)]
-    else:
-        paths = find_videos(args.root)
+def check_videos(paths: list[str], min_frames: int = 8, full: bool = True, workers: int = 1,
+                 progress: bool = True) -> list[VideoCheck]:
+    """:func:`check_video` of every path, over ``workers`` processes, in the order given."""
     from tqdm.auto import tqdm
 
-    jobs = [(q, args.min_frames, not args.quick) for q in paths]
-    if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(args.workers) as ex:
-            results = list(tqdm(ex.map(_check, jobs, chunksize=4), total=len(jobs), desc="checking videos", unit="video"))
-    else:
-        results = [_check(j) for j in tqdm(jobs, desc="checking videos", unit="video")]
-    bad = [r for r in results if not r.ok]
-    for r in bad:
-        print(json.dumps(asdict(r)) if args.json else f"BAD  {os.path.relpath(r.path, args.root)}: {r.problem}")
-    print(f"{len(results)} videos checked, {len(bad)} bad", file=sys.stderr if args.json else sys.stdout)
-    return 1 if bad else 0
+    jobs = [(q, min_frames, full) for q in paths]
+    bar = dict(total=len(jobs), desc="checking videos", unit="video", disable=not progress)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            return list(tqdm(ex.map(_check, jobs, chunksize=4), **bar))
+    return [_check(j) for j in tqdm(jobs, **bar)]
 
 
+def __getattr__(name: str):
+    if name == "check_videos_main":  # the command moved to the CLI layer; kept importable from here
+        from ssvar.commands import check_videos_main
+
+        return check_videos_main
+    raise AttributeError(f"module 'ssvar.data.check' has no attribute {name!r}")

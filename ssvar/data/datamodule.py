@@ -4,9 +4,9 @@ Training batches are ``{"labeled": {...}, "unlabeled": {...}}`` (a method that d
 labelled views, e.g. self-supervised pretraining, gets only ``"unlabeled"``). One epoch is one pass over the
 unlabelled pool: ``len(unlabeled) // (world_size * batch_size * mu)`` iterations. The tiny
 labelled set is resampled to fill the epoch by :class:`ResampledDistributedSampler`, a
-``DistributedSampler`` subclass, so Lightning keeps it under DDP instead of replacing it. Methods
-that need no unlabelled views (Supervised) get the same number of iterations per epoch, so every
-method is compared at equal steps.
+``DistributedSampler`` subclass (:mod:`ssvar.data.samplers`), so Lightning keeps it under DDP
+instead of replacing it. Methods that need no unlabelled views (Supervised) get the same number
+of iterations per epoch, so every method is compared at equal steps.
 
 Validation uses one centre clip and crop; testing ``test_clips`` uniform clips x ``test_crops``
 crops per video, ``[V, C, T, H, W]`` per sample.
@@ -17,107 +17,27 @@ know which method it feeds.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from ssvar.data import splits as S
-from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping, resolved_short_side
+from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping, resolve_short_side
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
+from ssvar.data.samplers import (  # noqa: F401  (EvalDistributedSampler: re-exported, its historical home)
+    EvalDistributedSampler,
+    ResampledDistributedSampler,
+    ShuffledDistributedSampler,
+    _ResumableSampler,
+)
 from ssvar.data.sampling import ShortPolicy
 from ssvar.data.transforms import AugmentConfig
-
-
-# --------------------------------------------------------------------------- samplers
-class _ResumableSampler(DistributedSampler):
-    """A training sampler whose epochs are pure functions of ``(seed, epoch)`` and that can start
-    an epoch part-way (``resume_at``), so a run resumed mid-epoch sees exactly the samples, in the
-    order, an uninterrupted run would have seen next.
-
-    It yields ``(index, sample_seed)`` pairs: :class:`~ssvar.data.dataset.VideoDataset` draws a
-    sample's augmentation from its own seed, so a sample looks the same whichever worker decodes
-    it, with any ``num_workers`` and after any resume (worker RNG streams do not survive a resume).
-    """
-
-    stream = 0  # separates the sample seeds of the labelled and unlabelled streams
-
-    def _order(self) -> list[int]:
-        """This epoch's indices over all replicas (``total_size`` of them)."""
-        raise NotImplementedError
-
-    def resume_at(self, epoch: int, skip: int) -> None:
-        """Start epoch ``epoch`` after its first ``skip`` samples (per replica)."""
-        self.set_epoch(epoch)
-        self._skip = (epoch, skip)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self._order()
-        g = torch.Generator()
-        g.manual_seed(hash((self.seed, self.epoch, self.stream)) & (2**63 - 1))
-        seeds = torch.randint(0, 2**62, (self.total_size,), generator=g).tolist()
-        mine = slice(self.rank, self.total_size, self.num_replicas)
-        pairs = list(zip(order[mine], seeds[mine]))
-        epoch, skip = getattr(self, "_skip", (None, 0))
-        self._skip = (None, 0)  # applies once, to the resumed epoch only
-        return iter(pairs[skip:] if epoch == self.epoch else pairs)
-
-
-class ResampledDistributedSampler(_ResumableSampler):
-    """Draws ``num_samples`` indices per replica from a (small) dataset, cycling through fresh
-    permutations, so every labelled video is seen equally often. Seeded by ``seed + epoch``;
-    identical on every rank before sharding, so ranks see disjoint samples each step."""
-
-    def __init__(self, dataset, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
-        self.num_samples = num_samples
-        self.total_size = num_samples * num_replicas
-
-    def _order(self) -> list[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        n = len(self.dataset)
-        perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(self.total_size / n))]
-        return torch.cat(perms)[: self.total_size].tolist()
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class ShuffledDistributedSampler(_ResumableSampler):
-    """``DistributedSampler(shuffle=True, drop_last=True)``'s order (the unlabelled pool), resumable."""
-
-    stream = 1
-
-    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-
-    def _order(self) -> list[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        return torch.randperm(len(self.dataset), generator=g)[: self.total_size].tolist()
-
-
-class EvalDistributedSampler(DistributedSampler):
-    """Strided shards without padding: no video is evaluated twice (a padded
-    ``DistributedSampler`` repeats samples and biases the metrics)."""
-
-    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class _TrainLoader(DataLoader):
@@ -146,7 +66,15 @@ class Splits:
         return self.labeled.classes
 
 
-DEFAULT_VIEWS = {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+DEFAULT_VIEWS: dict[str, dict[str, ViewSpec]] = {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
+
+
+@runtime_checkable
+class DeclaresViews(Protocol):
+    """A module that says which views its batches hold (every ssvar method); any other
+    LightningModule is fed :data:`DEFAULT_VIEWS` (one weak labelled view)."""
+
+    def views(self) -> dict[str, dict[str, ViewSpec]]: ...
 
 
 class SemiSupervisedDataModule(L.LightningDataModule):
@@ -251,15 +179,28 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction, self.validation_list, self.val_seed = val_fraction, validation_list, val_seed
         self._warned_val_is_test = False
-        for name, value in (("batch_size", batch_size), ("mu", mu), ("num_frames", num_frames), ("stride", stride), ("crop_size", crop_size), ("test_clips", test_clips)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("mu", mu),
+            ("num_frames", num_frames),
+            ("stride", stride),
+            ("crop_size", crop_size),
+            ("test_clips", test_clips),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if test_crops not in (1, 3):
             raise ValueError(f"test_crops must be 1 or 3, got {test_crops}")
         if weak_aug == "scale_jitter" and not crop_size <= jitter_range[0] <= jitter_range[1]:
-            raise ValueError(f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size {crop_size}")
+            raise ValueError(
+                f"jitter_range must satisfy crop_size <= low <= high, got {tuple(jitter_range)} with crop_size "
+                f"{crop_size}"
+            )
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        for name, pair in (("area_range", area_range), ("jitter_range", jitter_range)):
+            if len(pair) != 2:
+                raise ValueError(f"{name} must be (low, high), got {tuple(pair)}")
         self.root = os.path.expanduser(root) if root else root
         self.batch_size = batch_size
         self.mu = mu
@@ -270,8 +211,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         self.augment = AugmentConfig(
             crop_size=crop_size,
             weak=weak_aug,
-            area_range=tuple(area_range),
-            jitter_range=tuple(jitter_range),
+            area_range=(float(area_range[0]), float(area_range[1])),
+            jitter_range=(int(jitter_range[0]), int(jitter_range[1])),
             hflip=hflip,
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,
@@ -323,7 +264,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 if self.validation_list is not None:
                     val = S.read_list(self.validation_list, classes=sp.unlabeled.classes or sp.labeled.classes)
                     S.check_validation_split(val, sp.labeled, sp.test, where=self.validation_list)
-                else:
+                elif self.val_fraction is not None:
                     val = S.make_validation_split(sp.unlabeled, sp.labeled, self.val_fraction, seed=self.val_seed)
                 sp.val = val
                 sp.unlabeled = sp.unlabeled.without(val)
@@ -337,13 +278,20 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         an unlabelled video in the test list is a warning (transductive setups do it on purpose)."""
         errors: list[str] = []
         keys = {}  # every list's path keys, computed once (600,000 entries at Kinetics scale)
-        for name, ix in (("labelled", sp.labeled), ("unlabelled", sp.unlabeled), ("test", sp.test), ("validation", sp.val)):
+        for name, ix in (
+            ("labelled", sp.labeled),
+            ("unlabelled", sp.unlabeled),
+            ("test", sp.test),
+            ("validation", sp.val),
+        ):
             if ix is sp.test and name == "validation":
                 continue
             keys[name] = [path_key(r.path) for r in ix]
             dups = _duplicates(ix, keys[name])
             if dups and not self.allow_duplicates:
-                errors.append(f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}")
+                errors.append(
+                    f"{len(dups)} repeated {name} video(s) (allow_duplicates=True to accept): {S._examples(dups)}"
+                )
             elif dups:
                 warnings.warn(f"{len(dups)} repeated {name} video(s): {S._examples(dups)}", stacklevel=3)
         counts = [0] * len(sp.labeled.classes)
@@ -352,7 +300,10 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 counts[r.label] += 1
         empty = [f"{i} {c}" for i, (c, n) in enumerate(zip(sp.labeled.classes, counts)) if n == 0]
         if empty and not self.allow_empty_classes:
-            errors.append(f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): {S._examples(empty)}")
+            errors.append(
+                f"{len(empty)} class(es) with no labelled video (allow_empty_classes=True to accept): "
+                f"{S._examples(empty)}"
+            )
         elif empty:
             warnings.warn(f"{len(empty)} class(es) with no labelled video: {S._examples(empty)}", stacklevel=3)
         test_keys = set(keys["test"])
@@ -361,7 +312,9 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             if both and name == "labelled":
                 errors.append(f"{len(both)} labelled video(s) also in the test list: {S._examples(both)}")
             elif both:
-                warnings.warn(f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3)
+                warnings.warn(
+                    f"{len(both)} unlabelled video(s) also in the test list: {S._examples(both)}", stacklevel=3
+                )
         if errors:
             raise SplitError("; ".join(errors))
         return keys["unlabelled"]
@@ -373,23 +326,6 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def clip_settings(self) -> dict[str, int]:
-        """How this data module cuts clips, as a method stores it in its checkpoints (so
-        ``ssvar predict`` decodes new videos the same way)."""
-        return {
-            "num_frames": int(self.num_frames),
-            "stride": int(self.stride),
-            "crop_size": int(self.augment.crop_size),
-            "short_side": int(resolved_short_side(self.short_side, self.augment.crop_size)),
-            "test_clips": int(self.test_clips),
-            "test_crops": int(self.test_crops),
-        }
-
-    def view_name(self, stage: str) -> str:
-        """Metric suffix saying how many views an evaluation averages: ``1view`` (validation) or
-        ``{test_clips}x{test_crops}`` (test)."""
-        return f"{self.test_clips}x{self.test_crops}" if stage == "test" else "1view"
 
     @property
     def val_is_test(self) -> bool:
@@ -409,16 +345,29 @@ class SemiSupervisedDataModule(L.LightningDataModule):
                 stacklevel=2,
             )
         if self.check_files:
-            sets = {"fit": (sp.labeled, sp.unlabeled, sp.val), "validate": (sp.val,), "test": (sp.test,), "predict": (sp.test,)}
+            sets = {
+                "fit": (sp.labeled, sp.unlabeled, sp.val),
+                "validate": (sp.val,),
+                "test": (sp.test,),
+                "predict": (sp.test,),
+            }
             for ix in sets.get(stage, ()):
                 ix.with_root_check(self.root)
 
     # -- datasets -------------------------------------------------------------------------
     def _method_views(self) -> dict[str, dict[str, ViewSpec]]:
         module = self.trainer.lightning_module if self.trainer is not None else None
-        return module.views() if module is not None and hasattr(module, "views") else DEFAULT_VIEWS
+        return module.views() if isinstance(module, DeclaresViews) else DEFAULT_VIEWS
 
-    def dataset(self, index: VideoIndex, views: dict[str, ViewSpec], *, train: bool, labeled: bool = True, skip_broken: bool = False) -> VideoDataset:
+    def dataset(
+        self,
+        index: VideoIndex,
+        views: dict[str, ViewSpec],
+        *,
+        train: bool,
+        labeled: bool = True,
+        skip_broken: bool = False,
+    ) -> VideoDataset:
         return VideoDataset(
             self.root,
             index,
@@ -445,8 +394,16 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         world, _ = self._world()
         return max(1, len(self.splits.unlabeled) // (world * self.batch_size * self.mu))
 
-    def _loader(self, ds, batch_size: int, sampler, drop_last: bool, generator: torch.Generator | None = None, collate_fn=None,
-                loader_cls: type[DataLoader] = DataLoader) -> DataLoader:
+    def _loader(
+        self,
+        ds,
+        batch_size: int,
+        sampler,
+        drop_last: bool,
+        generator: torch.Generator | None = None,
+        collate_fn=None,
+        loader_cls: type[DataLoader] = DataLoader,
+    ) -> DataLoader:
         return loader_cls(
             ds,
             batch_size=batch_size,
@@ -480,7 +437,8 @@ class SemiSupervisedDataModule(L.LightningDataModule):
             if len(sp.unlabeled) < world * self.batch_size * self.mu:
                 raise SplitError(
                     f"the unlabelled pool has {len(sp.unlabeled)} videos ({len(sp.labeled)} of the training videos are "
-                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); label fewer videos per class"
+                    f"labelled), fewer than one batch ({world} x {self.batch_size * self.mu}); "
+                    "label fewer videos per class"
                 )
             datasets["unlabeled"] = unl = self.dataset(sp.unlabeled, views["unlabeled"], train=True, labeled=False)
             samplers["unlabeled"] = ShuffledDistributedSampler(unl, world, rank, self.seed)
@@ -499,7 +457,7 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         t = self.trainer
         if t is None or t.state.fn != "fit" or not t.training and not t.validating:
             return {}
-        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+        done = int(t.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[attr-defined]
         epoch = int(t.current_epoch)
         if done >= t.num_training_batches:  # the epoch is complete: the next one starts afresh
             epoch, done = epoch + 1, 0
@@ -518,10 +476,37 @@ class SemiSupervisedDataModule(L.LightningDataModule):
         # Its own generator: evaluation never draws from the global RNG, so validating (or not)
         # leaves the training stream untouched and resuming stays exact.
         gen = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping)
+        return self._loader(
+            ds, self.eval_batch_size, EvalDistributedSampler(ds, world, rank), False, gen, collate_skipping
+        )
 
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
+
+    # -- what a model needs to know of the clips ----------------------------------------------
+    def clip_settings(self) -> dict[str, int]:
+        """How clips are cut, as a model saves them to predict new videos the same way:
+        ``num_frames``, ``stride``, ``crop_size``, ``short_side`` (the size frames are decoded to:
+        the dataset's rule, :func:`~ssvar.data.dataset.resolve_short_side`), ``test_clips`` and
+        ``test_crops``."""
+        crop = int(self.augment.crop_size)
+        return {
+            "num_frames": int(self.num_frames),
+            "stride": int(self.stride),
+            "crop_size": crop,
+            "short_side": int(resolve_short_side(self.short_side, crop)),
+            "test_clips": int(self.test_clips),
+            "test_crops": int(self.test_crops),
+        }
+
+    def view_name(self, stage: str) -> str:
+        """The metric suffix of ``stage``'s views: ``"1view"`` for ``"val"`` (one centre clip and
+        crop), ``"{test_clips}x{test_crops}"`` for ``"test"`` and ``"predict"``."""
+        if stage == "val":
+            return "1view"
+        if stage in ("test", "predict"):
+            return f"{self.test_clips}x{self.test_crops}"
+        raise ValueError(f"stage must be 'val', 'test' or 'predict', got {stage!r}")
 
     def test_dataloader(self):
         return self._eval_loader(self.splits.test, self.test_clips, self.test_crops)
@@ -548,7 +533,12 @@ def _labeled_from(
         raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
     if labeled_list is None:
         return S.make_labeled_split(
-            train, per_class=labeled_per_class, percent=labeled_percent, seed=seed, group_disjoint_test=test, too_few="error"
+            train,
+            per_class=labeled_per_class,
+            percent=labeled_percent,
+            seed=seed,
+            group_disjoint_test=test,
+            too_few="error",
         )
     listed = S.read_list(labeled_list, classes=train.classes)
     by_key = {path_key(r.path): r for r in train.records}
@@ -633,7 +623,15 @@ class FolderDataModule(SemiSupervisedDataModule):
             train = tree.without(test)
         else:
             train, test = S.make_group_split(tree, self.test_fraction, seed=self.split_seed)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            test,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -644,7 +642,7 @@ class UCF101DataModule(SemiSupervisedDataModule):
         root: folder holding ``<Class>/v_<Class>_gXX_cYY.avi``.
         splits_dir: folder with ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``.
         split: official split id (1, 2, 3).
-        labeled_list: a published labelled list (any format ``ssvar.data.splits.read_list`` reads).
+        labeled_list: a published labelled list (any format ``ssvar.data.lists.read_list`` reads).
         labeled_percent, labeled_per_class: otherwise, draw the labelled set with ``seed``.
         **kwargs: :class:`SemiSupervisedDataModule` arguments. Validation uses the test list.
     """
@@ -663,7 +661,11 @@ class UCF101DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split = splits_dir, split
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def class_names(self) -> list[str]:
         return S.read_ucf101_classind(os.path.join(self.splits_dir, "classInd.txt"))
@@ -672,7 +674,14 @@ class UCF101DataModule(SemiSupervisedDataModule):
         ci = os.path.join(self.splits_dir, "classInd.txt")
         train = S.read_ucf101_list(os.path.join(self.splits_dir, f"trainlist0{self.split}.txt"), ci)
         test = S.read_ucf101_list(os.path.join(self.splits_dir, f"testlist0{self.split}.txt"), ci)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -706,13 +715,24 @@ class HMDB51DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"HMDB51 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split, self.include_unused = splits_dir, split, include_unused
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def build_splits(self) -> Splits:
         train, test, unused = S.read_hmdb51_split(self.splits_dir, self.split)
         if self.include_unused:
             train = VideoIndex(train.records + unused.records, list(train.classes))
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -741,7 +761,11 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
     ):
         super().__init__(root=root, **kwargs)
         self.train_list, self.val_list, self.classes_file = train_list, val_list, classes_file
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = labeled_list, labeled_percent, labeled_per_class
+        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
+            labeled_list,
+            labeled_percent,
+            labeled_per_class,
+        )
 
     def _read(self, path: str, classes):
         if path.endswith(".csv") and _has_csv_header(path):
@@ -752,7 +776,14 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         classes = S.read_class_names(self.classes_file) if self.classes_file else None
         train = self._read(self.train_list, classes)
         val = self._read(self.val_list, train.classes)
-        labeled = _labeled_from(train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, list_labels=self.labeled_list_labels)
+        labeled = _labeled_from(
+            train,
+            self.labeled_list,
+            self.labeled_per_class,
+            self.labeled_percent,
+            self.seed,
+            list_labels=self.labeled_list_labels,
+        )
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 
@@ -763,7 +794,7 @@ def _where(r: VideoRecord) -> str:
 def _duplicates(ix: VideoIndex, keys: list[str]) -> list[str]:
     """``"file:line repeats file:line"`` for every entry whose video is listed earlier too."""
     seen: dict[str, VideoRecord] = {}
-    out = []
+    out: list[str] = []
     if len(set(keys)) == len(keys):
         return out
     for r, k in zip(ix, keys):

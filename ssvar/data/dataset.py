@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,18 +22,12 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ssvar.components.temporal_gradient import split_rgb_tg
-from ssvar.data.decode import Decoder, ReferenceMap, VideoDecodeError, VideoInfo, decoder_from_name
+from ssvar.data.decode import Decoder, PyAVDecoder, ReferenceMap, VideoDecodeError, VideoInfo, decoder_from_name
 from ssvar.data.index import VideoIndex
 from ssvar.data.sampling import ShortPolicy, clip_indices, gop_aware_shift, random_centre, uniform_centres
 from ssvar.data.transforms import AugmentConfig, TemporalWarp, as_video, strong_transform, test_crops, weak_transform
 
 log = logging.getLogger(__name__)
-
-
-def resolved_short_side(short_side: int | None, crop_size: int) -> int:
-    """The short side frames are decoded to: ``short_side``, or ``crop_size * 8 / 7`` (the
-    256/224 ratio of the ImageNet and Kinetics recipes) when it is not given."""
-    return int(short_side or round(crop_size * 8 / 7))
 
 
 @dataclass(frozen=True)
@@ -107,7 +102,10 @@ class ViewSpec:
         if self.clips < 1 or self.crops not in (1, 3):
             raise ValueError(f"ViewSpec needs clips >= 1 and crops in (1, 3), got {self.clips}, {self.crops}")
         if self.stride_factor < 1 or self.stride_divisor < 1:
-            raise ValueError(f"ViewSpec.stride_factor and stride_divisor must be >= 1, got {self.stride_factor}, {self.stride_divisor}")
+            raise ValueError(
+                f"ViewSpec.stride_factor and stride_divisor must be >= 1, got {self.stride_factor}, "
+                f"{self.stride_divisor}"
+            )
         if self.next_offset is not None and self.next_offset < 1:
             raise ValueError(f"ViewSpec.next_offset must be >= 1, got {self.next_offset}")
         if self.window not in ("shared", "own"):
@@ -122,6 +120,12 @@ class ViewSpec:
             raise ValueError("ViewSpec.independent_clips cannot be combined with same_as")
         if self.gradient and (self.next_offset is None or self.aug == "test"):
             raise ValueError("ViewSpec.gradient needs next_offset and a training view ('weak' or 'strong')")
+
+
+def resolve_short_side(short_side: int | None, crop_size: int) -> int:
+    """The short side frames are decoded to: ``short_side``, by default ``crop_size * 8 / 7``
+    rounded (the 128/112 and 256/224 resize-then-crop ratio of video recognition)."""
+    return short_side or round(crop_size * 8 / 7)
 
 
 def _extent(view: ViewSpec, length: int, stride: int) -> int:
@@ -208,7 +212,7 @@ class VideoDataset(Dataset):
         self.num_frames = num_frames
         self.stride = stride
         self.augment = augment
-        self.short_side = resolved_short_side(short_side, augment.crop_size)
+        self.short_side = resolve_short_side(short_side, augment.crop_size)
         self.train = train
         self.labeled = labeled
         self.decoder_name = decoder
@@ -328,7 +332,9 @@ class VideoDataset(Dataset):
 
         path = self.path(i)
         if self.train and self.gop_aware_shift:  # the decoder reads the frame types (once per video)
-            frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side, references=self._refs)
+            decoder = self.decoder
+            assert isinstance(decoder, PyAVDecoder)  # gop_aware_shift is refused for the others
+            frames, kept, _ = decoder.decode(path, plan, short_side=self.short_side, references=self._refs)
         else:
             frames, kept, _ = self.decoder.decode(path, plan, short_side=self.short_side)
         pos = {f: j for j, f in enumerate(kept)}
@@ -367,6 +373,7 @@ class VideoDataset(Dataset):
         for members in groups.values():
             parts = [as_video(c) for k in members for c in clips[k]]
             sizes = [p.shape[0] for p in parts]
+            cropped: Sequence[torch.Tensor]
             if self.views[members[0]].independent_clips:  # one draw per clip (never shared)
                 cropped = [self._weak(p) for p in parts]
             else:
@@ -385,8 +392,8 @@ class VideoDataset(Dataset):
 
     def _root_of(self, k: str) -> str:
         seen = {k}
-        while self.views[k].same_as is not None:
-            k = self.views[k].same_as
+        while (parent := self.views[k].same_as) is not None:
+            k = parent
             if k in seen:
                 raise ValueError(f"views form a same_as cycle through {k!r}")
             seen.add(k)
@@ -448,4 +455,4 @@ def with_labels_hidden(ds: VideoDataset) -> VideoDataset:
     return new
 
 
-__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "with_labels_hidden"]
+__all__ = ["ViewSpec", "VideoDataset", "collate_skipping", "resolve_short_side", "with_labels_hidden"]

@@ -27,9 +27,10 @@ from __future__ import annotations
 import bisect
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -64,7 +65,9 @@ class Decoder(Protocol):
 
     def probe(self, path: str) -> VideoInfo: ...
 
-    def decode(self, path: str, plan: FramePlan, short_side: int | None = None) -> tuple[torch.Tensor, list[int], VideoInfo]:
+    def decode(
+        self, path: str, plan: FramePlan, short_side: int | None = None
+    ) -> tuple[torch.Tensor, list[int], VideoInfo]:
         """Open ``path``, ask ``plan(info)`` which frame indices are needed, decode them.
 
         Returns ``(frames, indices, info)``: ``frames`` is uint8 ``[N, H, W, 3]`` for the sorted
@@ -101,7 +104,7 @@ class PyAVDecoder:
 
     # -- metadata -------------------------------------------------------------------------
     @staticmethod
-    def _stream_info(container, path: str) -> tuple[VideoInfo, object]:
+    def _stream_info(container, path: str) -> tuple[VideoInfo, Any]:
         if not container.streams.video:
             raise VideoDecodeError(path, "no video stream")
         stream = container.streams.video[0]
@@ -140,14 +143,15 @@ class PyAVDecoder:
         finally:
             container.close()
 
-    def reference_map(self, path: str) -> "ReferenceMap":
+    def reference_map(self, path: str) -> ReferenceMap:
         """Which frames are keyframes and which are reference frames, from the packets alone
         (demuxed, not decoded). What the GOP-aware sampler (``VideoDataset(gop_aware_shift=...)``)
         costs its candidate clips with. ``decode(..., references=cache)`` reads the same from the
         container it has open anyway (opening a file costs ~10x the demux of a short clip)."""
         container = self._open(path)
         try:
-            return self._reference_map(container, *reversed(self._stream_info(container, path)))
+            info, stream = self._stream_info(container, path)
+            return self._reference_map(container, stream, info)
         except VideoDecodeError:
             raise
         except Exception as e:
@@ -156,7 +160,7 @@ class PyAVDecoder:
             container.close()
 
     @staticmethod
-    def _reference_map(container, stream, info: VideoInfo) -> "ReferenceMap":
+    def _reference_map(container, stream, info: VideoInfo) -> ReferenceMap:
         tb = stream.time_base or Fraction(1, 1)
         start = float((stream.start_time or 0) * tb)
         cc = stream.codec_context
@@ -219,7 +223,9 @@ class PyAVDecoder:
         finally:
             container.close()
 
-    def _decode_indices(self, container, stream, info: VideoInfo, wanted: list[int], short_side, path, sparse: bool = False):
+    def _decode_indices(
+        self, container, stream, info: VideoInfo, wanted: list[int], short_side, path, sparse: bool = False
+    ):
         out_w, out_h = resized_shape(info.width, info.height, short_side)
         tb = stream.time_base or Fraction(1, 1)
         start_pts = stream.start_time if stream.start_time is not None else 0
@@ -243,7 +249,9 @@ class PyAVDecoder:
 
         skipped: list[float] = []  # times of packets decoded with NONREF (maybe not decoded)
         state = {"flushed": False}
-        frames = _sparse_frames(container, stream, targets, half, skipped, state) if sparse else container.decode(stream)
+        frames = (
+            _sparse_frames(container, stream, targets, half, skipped, state) if sparse else container.decode(stream)
+        )
         k, last, first = 0, None, True
         for frame in frames:
             t = frame.time

@@ -1,6 +1,6 @@
 """The dataset index: a list of (relative path, label, group) records plus class names.
 
-Every parser in :mod:`ssvar.data.splits` returns a :class:`VideoIndex`; datasets read one.
+Every reader in :mod:`ssvar.data.lists` returns a :class:`VideoIndex`; datasets read one.
 """
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ class VideoIndex:
     def labels(self) -> list[int]:
         return [r.label for r in self.records]
 
-    def subset(self, keep: list[int] | set[int]) -> "VideoIndex":
+    def subset(self, keep: list[int] | set[int]) -> VideoIndex:
         keep = sorted(set(keep))
         return VideoIndex([self.records[i] for i in keep], list(self.classes))
 
-    def without(self, other: "VideoIndex") -> "VideoIndex":
+    def without(self, other: VideoIndex) -> VideoIndex:
         """Records whose path is not in ``other`` (matching ignores the file extension)."""
         drop = {path_key(r.path) for r in other.records}
         return VideoIndex([r for r in self.records if path_key(r.path) not in drop], list(self.classes))
 
-    def with_root_check(self, root: str) -> "VideoIndex":
+    def with_root_check(self, root: str) -> VideoIndex:
         """Fail with the list file and line of the first record whose file is missing under ``root``."""
         for r in self.records:
             full = r.path if os.path.isabs(r.path) else os.path.join(root, r.path)

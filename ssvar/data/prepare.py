@@ -24,16 +24,15 @@ Needs only PyAV (its wheels bundle FFmpeg with libx264); no system ffmpeg.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import cast
 
 MANIFEST = "prepare-manifest.json"
 JOURNAL = ".prepare-journal.jsonl"  # one line per finished video while a run is under way
@@ -110,6 +109,7 @@ def _partial_path(out: str) -> str:
 def _encode(src: str, tmp: str, s: PrepareSettings) -> dict:
     """Decode ``src`` and write it re-encoded to ``tmp``; returns what was decoded."""
     import av
+    from av.video.stream import VideoStream
 
     if not os.path.isfile(src):
         raise FileNotFoundError("file not found")
@@ -128,13 +128,13 @@ def _encode(src: str, tmp: str, s: PrepareSettings) -> dict:
             raise ValueError("the video stream has no frame size")
         ow, oh = output_size(width, height, s.short_side)
         with av.open(tmp, mode="w", format="mp4") as out:
-            ost = out.add_stream(s.codec, rate=rate)
+            ost = cast(VideoStream, out.add_stream(s.codec, rate=rate))
             ost.width, ost.height, ost.pix_fmt = ow, oh, s.pix_fmt
             # Keep the source's time base and times: frame i stays at the same time.
             ost.time_base = tb
             ost.codec_context.time_base = tb
             ost.codec_context.gop_size = s.gop
-            opts = {"crf": str(s.crf), "preset": s.preset, "threads": "1",
+            opts: dict[str, object] = {"crf": str(s.crf), "preset": s.preset, "threads": "1",
                     "x264-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes={s.bframes}:b-pyramid=none"}
             if s.tune:
                 opts["tune"] = s.tune
@@ -196,7 +196,9 @@ def prepare_one(src: str, dst: str, rel: str, settings: PrepareSettings) -> Prep
         frames, duration, size = _decoded_stats(tmp)
         res.output_frames, res.output_duration, res.output_size = frames, duration, size
         if frames != got["frames"]:
-            raise VerificationError(f"verification failed: the output decodes to {frames} frames, the source to {got['frames']}")
+            raise VerificationError(
+                f"verification failed: the output decodes to {frames} frames, the source to {got['frames']}"
+            )
         if abs(duration - got["duration"]) > 1.01 / got["fps"]:
             raise VerificationError(
                 f"verification failed: the output lasts {duration:.3f} s, the source {got['duration']:.3f} s")
@@ -328,9 +330,18 @@ def prepare_videos(
     old_settings, old_entries = _previous_run(dst)
     if old_settings is not None and old_settings != asdict(settings) and not overwrite:
         raise ValueError(
-            f"{dst} was prepared with other settings ({old_settings}); use another DST, the same settings, or --overwrite")
-    done_before = {} if overwrite else {
-        e["source"]: PrepareResult(**{**e, "status": "skipped"}) for e in old_entries if e["status"] in ("done", "skipped")}
+            f"{dst} was prepared with other settings ({old_settings}); "
+            "use another DST, the same settings, or --overwrite"
+        )
+    done_before = (
+        {}
+        if overwrite
+        else {
+            e["source"]: PrepareResult(**{**e, "status": "skipped"})
+            for e in old_entries
+            if e["status"] in ("done", "skipped")
+        }
+    )
 
     if lists:
         names = [os.path.basename(p) for p in lists]
@@ -407,53 +418,9 @@ def prepare_videos(
     return results
 
 
-def prepare_videos_main(argv: list[str]) -> int:
-    d = PrepareSettings()
-    p = argparse.ArgumentParser(
-        prog="ssvar prepare-videos",
-        description=__doc__.splitlines()[0].split(": ", 1)[1],
-        epilog="Train on DST with the same split files (or the rewritten ones in DST) and "
-               "short_side no larger than --short-side.")
-    p.add_argument("src", help="dataset root (videos anywhere below it; list paths are relative to it)")
-    p.add_argument("dst", help="output root (created); same relative paths, extension .mp4")
-    p.add_argument("--list", action="append", dest="lists", metavar="FILE",
-                   help="prepare only the videos this split list names ('path [label]' lines, relative to SRC); "
-                        "repeatable; each list is written to DST with paths ending in .mp4")
-    p.add_argument("--short-side", type=int, default=d.short_side, help=f"output short side in pixels, never upscaled (default {d.short_side})")
-    p.add_argument("--gop", type=int, default=d.gop, help=f"a keyframe every GOP frames (default {d.gop})")
-    p.add_argument("--crf", type=int, default=d.crf, help=f"x264 quality, lower is better (default {d.crf})")
-    p.add_argument("--preset", default=d.preset, help=f"x264 preset (default {d.preset})")
-    p.add_argument("--tune", default=d.tune, help=f"x264 tune, '' for none (default {d.tune}: faster decoding)")
-    p.add_argument("--bframes", type=int, default=d.bframes, help=f"x264 B-frames (default {d.bframes})")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all CPUs)")
-    p.add_argument("--overwrite", action="store_true", help="redo every video, even those a previous run finished")
-    p.add_argument("--no-copy-other", action="store_true", help="do not copy non-video files (notes, CSVs) of the tree")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    try:
-        settings = PrepareSettings(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
-                                   tune=args.tune, bframes=args.bframes)
-        for lp in args.lists or []:
-            if not os.path.isfile(lp):
-                p.error(f"--list: no such file: {lp}")
-        results = prepare_videos(args.src, args.dst, settings, args.lists, args.workers, args.overwrite,
-                                 not args.no_copy_other, not args.quiet)
-    except (ValueError, OSError) as e:
-        p.error(str(e))
-    except KeyboardInterrupt:
-        print("interrupted: finished videos are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    bad = [r for r in results.values() if r.status == "failed"]
-    for r in sorted(bad, key=lambda r: r.source):
-        print(f"FAILED  {r.source}: {r.problem}")
-    done = sum(r.status == "done" for r in results.values())
-    skipped = sum(r.status == "skipped" for r in results.values())
-    cpu = sum(r.cpu_seconds for r in results.values() if r.status == "done")
-    per = f", {cpu / done:.2f} s CPU per video" if done else ""
-    print(f"{len(results)} videos: {done} prepared, {skipped} skipped (done before), {len(bad)} failed{per}; "
-          f"manifest {os.path.join(args.dst, MANIFEST)}")
-    return 1 if bad else 0
+def __getattr__(name: str):
+    if name == "prepare_videos_main":  # the command moved to the CLI layer; kept importable from here
+        from ssvar.commands import prepare_videos_main
 
-
-if __name__ == "__main__":
-    sys.exit(prepare_videos_main(sys.argv[1:]))
+        return prepare_videos_main
+    raise AttributeError(f"module 'ssvar.data.prepare' has no attribute {name!r}")

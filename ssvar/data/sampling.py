@@ -23,7 +23,7 @@ two to where sparse decoding decodes fewer frames.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -53,7 +53,13 @@ def clip_indices(
     return np.clip(idx, 0, num_frames - 1)
 
 
-def random_centre(num_frames: int, span: int, rng: np.random.Generator) -> float:
+class UniformSource(Protocol):
+    """What :func:`random_centre` draws from: ``numpy.random.Generator`` or any ``uniform(low, high)``."""
+
+    def uniform(self, low: float, high: float, /) -> float: ...
+
+
+def random_centre(num_frames: int, span: int, rng: UniformSource) -> float:
     """A centre drawn uniformly so that a window of ``span`` frames fits when it can."""
     half = (span - 1) / 2
     lo, hi = half, num_frames - 1 - half
@@ -94,7 +100,12 @@ def tiling_offsets(
 
 
 def gop_aware_shift(
-    indices: np.ndarray, num_frames: int, is_ref: np.ndarray, keyframes: np.ndarray, max_shift: int, seek_margin: int = 8
+    indices: np.ndarray,
+    num_frames: int,
+    is_ref: np.ndarray,
+    keyframes: np.ndarray,
+    max_shift: int,
+    seek_margin: int = 8,
 ) -> int:
     """The shift ``s`` (``|s| <= max_shift``) of a sample's frame indices that makes them
     cheapest to decode with sparse decoding; 0 when nothing is cheaper or ``max_shift`` is 0.

@@ -45,9 +45,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import av
 import numpy as np
@@ -90,7 +90,11 @@ _CLASS_TABLE: list[tuple[str, str, str]] = [
         "The same ring and diamond in the opposite order: diamond appears first and vanishes first "
         "(ring_then_diamond backwards).",
     ),
-    ("triangle_fall_slow", "fall", "A yellow downward triangle falls slowly (0.35-0.55 px/frame at 64 px), wrapping around."),
+    (
+        "triangle_fall_slow",
+        "fall",
+        "A yellow downward triangle falls slowly (0.35-0.55 px/frame at 64 px), wrapping around.",
+    ),
     ("triangle_fall_fast", "fall", "The same yellow triangle falls fast (1.5-2.1 px/frame at 64 px), wrapping around."),
     ("cross_orbit_cw", "orbit", "An orange cross circles a fixed point clockwise (on screen) without turning itself."),
     ("cross_orbit_ccw", "orbit", "The same orange cross circles anticlockwise (cross_orbit_cw backwards)."),
@@ -153,12 +157,18 @@ class SyntheticActionsSpec:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``: ``resolution`` as normalised by the constructor."""
+        res = self.resolution
+        return (res, res) if isinstance(res, int) else res
+
+    @property
     def height(self) -> int:
-        return self.resolution[0]
+        return self.size[0]
 
     @property
     def width(self) -> int:
-        return self.resolution[1]
+        return self.size[1]
 
     @property
     def classes(self) -> list[str]:
@@ -169,14 +179,16 @@ class SyntheticActionsSpec:
             "num_classes": self.num_classes,
             "videos_per_class": self.videos_per_class,
             "num_frames": self.num_frames,
-            "resolution": list(self.resolution),
+            "resolution": list(self.size),
             "fps": self.fps,
             "seed": self.seed,
         }
 
     def cache_key(self) -> str:
         """16 hex digits of a hash of the knobs and :data:`GENERATOR_VERSION`."""
-        blob = json.dumps({"generator": "ssvar.SyntheticActions", "version": GENERATOR_VERSION, **self.to_dict()}, sort_keys=True)
+        blob = json.dumps(
+            {"generator": "ssvar.SyntheticActions", "version": GENERATOR_VERSION, **self.to_dict()}, sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def video_rng(self, class_id: int, i: int) -> np.random.Generator:
@@ -397,7 +409,9 @@ def _draw_orbit(frames, cv: _Canvas, rng, variant: int) -> None:
     tilt = rng.uniform(0, np.pi / 2)
     colour = _jitter(rng, _ORANGE)
     theta = theta0 + omega * cv.t
-    _paint(frames, _shape_alpha(cv, "cross", cx0 + radius * np.cos(theta), cy0 + radius * np.sin(theta), r, tilt), colour)
+    _paint(
+        frames, _shape_alpha(cv, "cross", cx0 + radius * np.cos(theta), cy0 + radius * np.sin(theta), r, tilt), colour
+    )
 
 
 # kind -> (draw function, whether the pair's second class is the first played backwards)

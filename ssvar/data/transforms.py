@@ -71,7 +71,10 @@ class AugmentConfig:
         if not set(ops) - set(self.randaugment_exclude):
             raise ValueError("randaugment_exclude leaves no RandAugment op")
         if self.randaugment == "mmaction2" and not 0 <= self.randaugment_magnitude <= VideoRandAugment.MAX_LEVEL:
-            raise ValueError(f"randaugment_magnitude is a level of 0..10 for randaugment='mmaction2', got {self.randaugment_magnitude}")
+            raise ValueError(
+                "randaugment_magnitude is a level of 0..10 for randaugment='mmaction2', got "
+                f"{self.randaugment_magnitude}"
+            )
 
 
 def weak_transform(cfg: AugmentConfig) -> v2.Transform:
@@ -79,7 +82,9 @@ def weak_transform(cfg: AugmentConfig) -> v2.Transform:
         crop = v2.RandomResizedCrop(cfg.crop_size, scale=cfg.area_range, antialias=True)
     elif cfg.weak == "scale_jitter":
         lo, hi = cfg.jitter_range
-        crop = v2.Compose([v2.RandomShortestSize(list(range(lo, hi + 1)), antialias=True), v2.RandomCrop(cfg.crop_size)])
+        crop = v2.Compose(
+            [v2.RandomShortestSize(list(range(lo, hi + 1)), antialias=True), v2.RandomCrop(cfg.crop_size)]
+        )
     else:
         raise ValueError(f"weak augmentation must be 'random_resized_crop' or 'scale_jitter', got {cfg.weak!r}")
     return v2.Compose([crop, v2.RandomHorizontalFlip(cfg.hflip)])
@@ -194,7 +199,9 @@ class VideoRandAugment:
             return F.affine(video, angle=0.0, translate=[0, 0], scale=1.0, shear=shear, interpolation=bilinear, fill=0)
         if op in ("TranslateX", "TranslateY"):
             shift = [round(sign * m * w), 0] if op == "TranslateX" else [0, round(sign * m * h)]
-            return F.affine(video, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=bilinear, fill=0)
+            return F.affine(
+                video, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=bilinear, fill=0
+            )
         if op == "Rotate":
             return F.rotate(video, sign * m, interpolation=bilinear, fill=0)
         if op == "Posterize":
@@ -275,8 +282,15 @@ class TemporalWarp:
         if not self.anchors or any(int(a) != a or a < 0 for a in self.anchors):
             raise ValueError(f"TemporalWarp.anchors must be non-negative integers, got {self.anchors}")
         if self.probs is not None:
-            if len(self.probs) != len(self.anchors) or any(p < 0 for p in self.probs) or abs(sum(self.probs) - 1) > 1e-6:
-                raise ValueError(f"TemporalWarp.probs must be {len(self.anchors)} non-negative numbers summing to 1, got {self.probs}")
+            if (
+                len(self.probs) != len(self.anchors)
+                or any(p < 0 for p in self.probs)
+                or abs(sum(self.probs) - 1) > 1e-6
+            ):
+                raise ValueError(
+                    f"TemporalWarp.probs must be {len(self.anchors)} non-negative numbers summing to 1, got "
+                    f"{self.probs}"
+                )
 
     def indices(self, length: int) -> np.ndarray:
         """Positions ``[length]`` into a clip of ``length`` frames (non-decreasing, anchors only)."""

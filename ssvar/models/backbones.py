@@ -69,8 +69,9 @@ class VideoBackbone(nn.Module):
         does; e.g. TG-FixMatch's TG network, a copy of the RGB one with new weights). Default:
         every layer's PyTorch ``reset_parameters``; backbones with their own scheme override it."""
         for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if m is not self and callable(reset):
+                reset()
 
     def load_initial_checkpoint(self, path: str | None) -> None:
         """The constructor's ``checkpoint``: loaded unless a trained model is being rebuilt
@@ -78,7 +79,9 @@ class VideoBackbone(nn.Module):
         if path and not _RESTORING.get():
             self.load_checkpoint(path)
 
-    def load_checkpoint(self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None) -> None:
+    def load_checkpoint(
+        self, path: str, prefix: str = "", strict: bool = True, allow_pickle: bool | None = None
+    ) -> None:
         """Load weights from a local file: a state dict (``torch.save`` or ``.safetensors``), a
         Lightning checkpoint, or ``{"state_dict": ...}``; ``prefix`` selects (and strips) a
         sub-module's keys. Files are read with ``torch.load(weights_only=True)``; a file that
@@ -89,7 +92,9 @@ class VideoBackbone(nn.Module):
             try:
                 from safetensors.torch import load_file as load_safetensors
             except ImportError:
-                raise ImportError("loading a .safetensors file needs the safetensors package: pip install safetensors") from None
+                raise ImportError(
+                    "loading a .safetensors file needs the safetensors package: pip install safetensors"
+                ) from None
             try:
                 obj = load_safetensors(str(path), device="cpu")
             except (OSError, ValueError, RuntimeError) as e:
@@ -97,6 +102,8 @@ class VideoBackbone(nn.Module):
         else:
             obj = load_file(path, allow_pickle=allow_pickle, what="weights file")
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        if not isinstance(state, dict):
+            raise CheckpointError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
         if prefix:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:
@@ -108,7 +115,8 @@ class VideoBackbone(nn.Module):
             raise RuntimeError(f"checkpoint {path} does not match {type(self).__name__}: {e}") from None
         if strict and (missing or unexpected):
             raise RuntimeError(
-                f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                f"checkpoint {path} does not match {type(self).__name__}: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}"
             )
 
     def _remap(self, state: dict) -> dict:

@@ -40,7 +40,7 @@ class _Bottleneck(nn.Module):
         self.act_b = nn.ReLU()
         self.conv_c = nn.Conv3d(inner, cout, 1, bias=False)
         self.norm_c = nn.BatchNorm3d(cout)
-        self.norm_c.block_final_bn = True  # starts at zero: each residual block starts as identity
+        self.norm_c.block_final_bn = True  # type: ignore[assignment]  # starts at zero: each block starts as identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act_a(self.norm_a(self.conv_a(x)))
@@ -54,16 +54,19 @@ class _ResBlock(nn.Module):
 
     def __init__(self, cin: int, inner: int, cout: int, t_kernel: int, stride: int):
         super().__init__()
+        self.branch1_conv: nn.Conv3d | None = None
+        self.branch1_norm: nn.BatchNorm3d | None = None
         if cin != cout or stride != 1:
             self.branch1_conv = nn.Conv3d(cin, cout, 1, stride=(1, stride, stride), bias=False)
             self.branch1_norm = nn.BatchNorm3d(cout)
-        else:
-            self.branch1_conv = self.branch1_norm = None
         self.branch2 = _Bottleneck(cin, inner, cout, t_kernel, stride)
         self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
+        if self.branch1_conv is None or self.branch1_norm is None:
+            shortcut = x
+        else:
+            shortcut = self.branch1_norm(self.branch1_conv(x))
         return self.activation(shortcut + self.branch2(x))
 
 
@@ -107,11 +110,15 @@ class SlowOnlyR50(VideoBackbone):
     has_stage_features = True
     has_time_features = True
 
-    def __init__(self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0):
+    def __init__(
+        self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0
+    ):
         super().__init__()
         stem = 64 * width_multiplier
         if width_multiplier <= 0 or stem != int(stem):
-            raise ValueError(f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}")
+            raise ValueError(
+                f"width_multiplier must make 64 * width_multiplier a positive whole number, got {width_multiplier}"
+            )
         stem = int(stem)
         if depth not in _DEPTHS:
             raise ValueError(f"depth must be one of {sorted(_DEPTHS)}, got {depth}")
@@ -121,7 +128,14 @@ class SlowOnlyR50(VideoBackbone):
         cin, inner = stem, stem
         for n, t_kernel, stride in zip(_DEPTHS[depth], (1, 1, 3, 3), (1, 2, 2, 2)):
             cout = inner * 4
-            blocks.append(_Stage([_ResBlock(cin if i == 0 else cout, inner, cout, t_kernel, stride if i == 0 else 1) for i in range(n)]))
+            blocks.append(
+                _Stage(
+                    [
+                        _ResBlock(cin if i == 0 else cout, inner, cout, t_kernel, stride if i == 0 else 1)
+                        for i in range(n)
+                    ]
+                )
+            )
             cin, inner = cout, inner * 2
         # Same key names as pytorchvideo's Net ("blocks.<i>..."): stem, res2, res3, res4, res5.
         self.blocks = nn.ModuleList(blocks)
@@ -210,7 +224,9 @@ class ResNet3d18(VideoBackbone):
     has_stage_features = True
     has_time_features = True
 
-    def __init__(self, checkpoint: str | None = None, in_channels: int = 3, with_pool2: bool = True, bn_eps: float = 1e-3):
+    def __init__(
+        self, checkpoint: str | None = None, in_channels: int = 3, with_pool2: bool = True, bn_eps: float = 1e-3
+    ):
         super().__init__()
         widths = [64, 128, 256, 512]
         self.stem = nn.Sequential(
@@ -220,7 +236,9 @@ class ResNet3d18(VideoBackbone):
         stages, cin = [], 64
         for i, w in enumerate(widths):
             s = 1 if i == 0 else 2
-            stages.append(nn.Sequential(_BasicBlock3d(cin, w, (s, s, s), bn_eps), _BasicBlock3d(w, w, (1, 1, 1), bn_eps)))
+            stages.append(
+                nn.Sequential(_BasicBlock3d(cin, w, (s, s, s), bn_eps), _BasicBlock3d(w, w, (1, 1, 1), bn_eps))
+            )
             cin = w
         self.stages = nn.ModuleList(stages)
         self.pool2 = nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1)) if with_pool2 else None

@@ -23,7 +23,7 @@ must be given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -208,7 +208,7 @@ class TimeSformer(VideoBackbone):
         self.grid = img_size // patch_size
         self.cls_per_frame = cls_per_frame
 
-        self.patch_embed = nn.Module()
+        self.patch_embed = nn.Module()  # a container, for timm's key names (patch_embed.proj.*)
         self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid**2, embed_dim))
@@ -235,8 +235,9 @@ class TimeSformer(VideoBackbone):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for blk in self.blocks:  # the reference zeroes all but the first block's; we zero all
-            nn.init.zeros_(blk.temporal_fc.weight)
-            nn.init.zeros_(blk.temporal_fc.bias)
+            fc = cast(nn.Linear, blk.temporal_fc)
+            nn.init.zeros_(fc.weight)
+            nn.init.zeros_(fc.bias)
         # time_embed stays zero (as in the reference).
 
     # ---------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ class TimeSformer(VideoBackbone):
 
     def _time_embed(self, t: int) -> torch.Tensor:
         """Time embeddings [1, t, 1, D]."""
-        te = self.time_embed
+        te: torch.Tensor = self.time_embed
         if t != te.shape[1]:
             te = F.interpolate(te.transpose(1, 2), size=t, mode="linear", align_corners=False).transpose(1, 2)
         return te.unsqueeze(2)
@@ -264,7 +265,8 @@ class TimeSformer(VideoBackbone):
         position/time embeddings (SVFormer's Tube TokenMix mixes tokens here).
         """
         B, C, T, H, W = x.shape
-        x = self.patch_embed.proj(rearrange(x, "b c t h w -> (b t) c h w"))  # [B*T, D, h, w]
+        proj = cast(nn.Conv2d, self.patch_embed.proj)
+        x = proj(rearrange(x, "b c t h w -> (b t) c h w"))  # [B*T, D, h, w]
         h, w = x.shape[-2:]
         x = rearrange(x, "(b t) d h w -> b t (h w) d", b=B)
         if token_hook is not None:

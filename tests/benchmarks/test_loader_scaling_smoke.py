@@ -30,7 +30,12 @@ def test_loader_scaling_smoke(video_factory, tmp_path, capsys):
         "--batch-size", "1", "--mu", "2", "--labeled-per-class", "1", "--frames", "4", "--stride", "2",
         "--crop", "24", "--short-side", "28", "--write", "--results", str(results),
     ])
-    assert [(r["footage"], r["workers"]) for r in rows] == [("original", 0), ("original", 1), ("prepared", 0), ("prepared", 1)]
+    assert [(r["footage"], r["workers"]) for r in rows] == [
+        ("original", 0),
+        ("original", 1),
+        ("prepared", 0),
+        ("prepared", 1),
+    ]
     for r in rows:
         assert r["steps"] >= 1 and r["videos"] == r["steps"] * 3 and r["cpu_ms_per_video"] > 0
     text = results.read_text()

@@ -23,7 +23,9 @@ def test_runs_merge_across_files_and_new_method_files_are_picked_up(tmp_path):
     base = [_run("supervised", "Supervised", 2, s, a) for s, a in ((0, 0.2), (1, 0.4))]
     (tmp_path / "label_efficiency_a.json").write_text(json.dumps({"runs": base}))
     # a combined file repeating the same runs, and a new method's own file
-    (tmp_path / "label_efficiency_a_with_b.json").write_text(json.dumps({"runs": base + [_run("newmethod", "NewMethod", 2, 0, 0.5)]}))
+    (tmp_path / "label_efficiency_a_with_b.json").write_text(
+        json.dumps({"runs": base + [_run("newmethod", "NewMethod", 2, 0, 0.5)]})
+    )
     (tmp_path / "label_efficiency_c.json").write_text(json.dumps({"runs": [_run("newmethod", "NewMethod", 2, 1, 0.7)]}))
     runs, files = rt.load_runs(str(tmp_path / "label_efficiency_*.json"))
     assert len(files) == 3 and len(runs) == 4  # the repeated Supervised runs count once
@@ -78,10 +80,17 @@ def test_compact_table_counts_seeds_won_against_supervised(tmp_path):
 
 def test_columns_that_differ_only_in_overrides_are_told_apart_in_the_header():
     plain = _run("supervised", "Supervised", 2, 0, 0.2)
-    excl = dict(_run("supervised", "Supervised", 2, 0, 0.3, "s2"), sets=["data.init_args.randaugment_exclude=[Solarize]"])
+    excl = dict(
+        _run("supervised", "Supervised", 2, 0, 0.3, "s2"), sets=["data.init_args.randaugment_exclude=[Solarize]"]
+    )
     # num_workers changes no setting: same column as the plain run (and a second seed there)
     workers = dict(_run("supervised", "Supervised", 2, 1, 0.4), sets=["data.init_args.num_workers=0"])
-    lr = [dict(_run(m, c, 2, 0, 0.5, "s3"), max_steps=150, sets=["model.init_args.lr=0.02"]) for m, c in (("supervised", "Supervised"), ("fixmatch", "FixMatch"))]
+    lr = [
+        dict(_run(m, c, 2, 0, 0.5, "s3"), max_steps=150, sets=["model.init_args.lr=0.02"])
+        for m, c in (("supervised", "Supervised"), ("fixmatch", "FixMatch"))
+    ]
     head = rt.build_table([plain, excl, workers, *lr], []).splitlines()[0]
-    assert head == ("| run | method | SyntheticActions 2/class, 150 steps, `lr=0.02` | SyntheticActions 2/class, 200 steps | "
-                    "SyntheticActions 2/class, 200 steps, `randaugment_exclude=[Solarize]` |")
+    assert head == (
+        "| run | method | SyntheticActions 2/class, 150 steps, `lr=0.02` | SyntheticActions 2/class, 200 steps | "
+        "SyntheticActions 2/class, 200 steps, `randaugment_exclude=[Solarize]` |"
+    )

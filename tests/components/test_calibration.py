@@ -49,4 +49,6 @@ def test_flat_reliability_is_visible_in_the_figure(tmp_path):
     assert out.stat().st_size > 0
     ax = fig.axes[0]
     curve = [line for line in ax.get_lines() if line.get_label().startswith("step 20")][0]
-    assert torch.allclose(torch.tensor(curve.get_ydata(), dtype=torch.float64), torch.full((10,), 0.4, dtype=torch.float64))
+    assert torch.allclose(
+        torch.tensor(curve.get_ydata(), dtype=torch.float64), torch.full((10,), 0.4, dtype=torch.float64)
+    )

@@ -59,7 +59,9 @@ class _Two(nn.Module):
 
 def test_param_groups_per_network_with_their_own_learning_rates():
     m = _Two()
-    groups = co_training_param_groups(m, {"primary": [m.a, m.head_a], "auxiliary": [m.b]}, {"primary": 0.1, "auxiliary": 0.01}, 1e-3)
+    groups = co_training_param_groups(
+        m, {"primary": [m.a, m.head_a], "auxiliary": [m.b]}, {"primary": 0.1, "auxiliary": 0.01}, 1e-3
+    )
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {"primary", "primary_no_decay", "auxiliary", "auxiliary_no_decay"}
     assert by_name["primary"]["lr"] == 0.1 and by_name["auxiliary_no_decay"]["lr"] == 0.01

@@ -10,7 +10,6 @@ import socket
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components import (
@@ -117,7 +116,7 @@ def test_projection_head_ltg_layout():
     head = ProjectionHead(6, hidden_dim=8, out_dim=5)
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     bns = [m for m in head.modules() if isinstance(m, nn.BatchNorm1d)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(6, 8), (8, 8), (8, 5)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(6, 8), (8, 8), (8, 5)]
     assert linears[0].bias is None and linears[1].bias is not None
     assert len(bns) == 3 and bns[0].affine and bns[1].affine
     assert not bns[-1].affine and bns[-1].weight is None  # last BN non-affine: no learnable params

@@ -19,7 +19,9 @@ def test_gmm_matches_scikit_learn_on_two_clusters():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([0.2 + 0.05 * torch.randn(300, generator=g), 0.7 + 0.1 * torch.randn(700, generator=g)])
     pi, mean, var = fit_gmm_1d(x, iters=100)
-    sk = GaussianMixture(2, covariance_type="diag", tol=1e-10, max_iter=500, reg_covar=1e-6, random_state=0).fit(x[:, None].numpy())
+    sk = GaussianMixture(2, covariance_type="diag", tol=1e-10, max_iter=500, reg_covar=1e-6, random_state=0).fit(
+        x[:, None].numpy()
+    )
     order = sk.means_[:, 0].argsort()
     assert torch.allclose(mean, torch.tensor(sk.means_[order, 0], dtype=mean.dtype), atol=1e-3)
     assert torch.allclose(var, torch.tensor(sk.covariances_[order, 0], dtype=var.dtype), atol=1e-4)
@@ -77,7 +79,7 @@ def test_refit_schedule_and_state_dict_round_trip():
     torch.manual_seed(0)
     bank = PrototypeBank(3, 8, size=32, refit_every=3, min_fill=8, gather=False)
     fits = []
-    for step in range(10):
+    for _ in range(10):
         bank.update_prototypes(torch.randn(6, 8), torch.arange(6) % 3)
         fits.append(bank.maybe_refit())
         bank.enqueue(torch.randn(4, 8), torch.randint(0, 3, (4,)), torch.rand(4))
@@ -127,7 +129,9 @@ def test_adaptive_contrastive_loss_matches_a_loop_reference(weight_neg):
     y = torch.tensor([0, 1, 2, 0, 1])
     a = torch.rand(5)
     loss, stats = adaptive_contrastive_loss(z, y, a, bank, 0.2, 0.3, weight_neg)
-    ref = _reference_loss(z.detach(), y, a, bank.features, bank.labels, bank.reliabilities, bank.valid, 0.2, 0.3, weight_neg)
+    ref = _reference_loss(
+        z.detach(), y, a, bank.features, bank.labels, bank.reliabilities, bank.valid, 0.2, 0.3, weight_neg
+    )
     assert loss.item() == pytest.approx(ref, rel=1e-5, abs=1e-6)
     loss.backward()
     assert torch.isfinite(z.grad).all()

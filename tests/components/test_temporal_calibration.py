@@ -24,7 +24,11 @@ def test_time_features_pool_like_the_backbone():
     vit = TimeSformer(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_frames=8).eval()
     pooled, steps = time_features(vit, x)
     assert steps.shape == (2, 8, 16) and torch.allclose(pooled, vit(x), atol=1e-6)
-    assert supports_time_features(cnn) and supports_time_features(vit) and not supports_time_features(torch.nn.Linear(2, 2))
+    assert (
+        supports_time_features(cnn)
+        and supports_time_features(vit)
+        and not supports_time_features(torch.nn.Linear(2, 2))
+    )
 
 
 def test_calibration_weights_are_a_distribution_over_all_scales_and_steps():

@@ -113,7 +113,12 @@ def test_mixing_in_a_timesformer_happens_before_the_embeddings():
     with torch.no_grad():
         out = net(x, token_hook=draw)
         # Same result as mixing the patch embeddings by hand before the position/time embeddings.
-        tokens = net.patch_embed.proj(x.transpose(1, 2).reshape(8, 3, 16, 16)).flatten(2).transpose(1, 2).reshape(4, 2, 4, 16)
+        tokens = (
+            net.patch_embed.proj(x.transpose(1, 2).reshape(8, 3, 16, 16))
+            .flatten(2)
+            .transpose(1, 2)
+            .reshape(4, 2, 4, 16)
+        )
         keep = draw.keep.view(-1, 1)
         by_hand = torch.where(keep, tokens, tokens[draw.perm])
         torch.testing.assert_close(out, net(x, token_hook=lambda t: by_hand))

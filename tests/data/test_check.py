@@ -9,7 +9,8 @@ import re
 import pytest
 from helpers import write_text, write_truncated, write_zero_byte
 
-from ssvar.data.check import check_video, check_videos_main
+from ssvar.commands import check_videos_main
+from ssvar.data.check import check_video
 
 
 @pytest.fixture

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from synth import tiny_datamodule
 
-from ssvar.data.dataset import ViewSpec
 from ssvar.data.datamodule import (
     EvalDistributedSampler,
     FolderDataModule,
     ResampledDistributedSampler,
     UCF101DataModule,
 )
+from ssvar.data.dataset import ViewSpec
 from ssvar.data.index import SplitError
-from synth import tiny_datamodule
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -129,7 +128,9 @@ def test_folder_groups_stay_on_one_side(tmp_path):
     _tree(tmp_path, {"a": 8, "b": 8})
     rows = ["path,source_group"] + [f"{c}/{c}_{i}.mp4,{c}{i // 2}" for c in "ab" for i in range(8)]
     (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
-    dm = FolderDataModule(str(tmp_path), labeled_per_class=1, groups_csv=str(tmp_path / "groups.csv"), test_fraction=0.25)
+    dm = FolderDataModule(
+        str(tmp_path), labeled_per_class=1, groups_csv=str(tmp_path / "groups.csv"), test_fraction=0.25
+    )
     sp = dm.splits
     train_groups = {r.group for r in sp.unlabeled} | {r.group for r in sp.labeled}
     assert not train_groups & {r.group for r in sp.test}

@@ -85,7 +85,11 @@ def test_view_spec_validation(tiny_tree):
 def test_same_as_shares_the_crop(video_factory, tmp_path):
     video_factory("tex/v.mp4", num_frames=24, width=48, height=40, content=textured)
     index = VideoIndex([VideoRecord("v.mp4", 0)], ["a"])
-    views = {"weak": ViewSpec(aug="weak"), "strong": ViewSpec(aug="strong", same_as="weak"), "other": ViewSpec(aug="weak")}
+    views = {
+        "weak": ViewSpec(aug="weak"),
+        "strong": ViewSpec(aug="strong", same_as="weak"),
+        "other": ViewSpec(aug="weak"),
+    }
     no_op = dataset(tmp_path / "tex", index, views, augment=AugmentConfig(crop_size=CROP, randaugment_ops=0))
     strong = dataset(tmp_path / "tex", index, views, augment=AugmentConfig(crop_size=CROP, randaugment_ops=2))
     torch.manual_seed(0)

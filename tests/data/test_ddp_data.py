@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 from ssvar.data.datamodule import ResampledDistributedSampler
 from ssvar.methods import Supervised
 from ssvar.models import Tiny3D
-from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 
 @pytest.mark.ddp

@@ -89,7 +89,13 @@ def test_shift_moves_needed_frames_onto_reference_frames():
 def make_dataset(path: str, **kwargs) -> VideoDataset:
     index = VideoIndex([VideoRecord(path, 0)], ["a"])
     return VideoDataset(
-        "", index, {"v": ViewSpec(aug="test")}, num_frames=T, stride=STRIDE, augment=AugmentConfig(crop_size=CROP), **kwargs
+        "",
+        index,
+        {"v": ViewSpec(aug="test")},
+        num_frames=T,
+        stride=STRIDE,
+        augment=AugmentConfig(crop_size=CROP),
+        **kwargs,
     )
 
 

@@ -10,9 +10,10 @@ import av
 import pytest
 from helpers import decoded_index, write_text, write_truncated, write_zero_byte
 
+from ssvar.commands import prepare_videos_main
 from ssvar.data import prepare
 from ssvar.data.decode import PyAVDecoder
-from ssvar.data.prepare import JOURNAL, MANIFEST, prepare_videos_main
+from ssvar.data.prepare import JOURNAL, MANIFEST
 from ssvar.data.splits import read_list
 
 ARGS = ["--short-side", "24", "--quiet"]

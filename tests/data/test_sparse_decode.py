@@ -61,7 +61,9 @@ PLANS = [
 @pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("short_side", [None, 24])
 def test_sparse_equals_full_decode(bframe_video, plan, short_side, decoded_counter):
-    full_frames, full_idx, _ = PyAVDecoder(skip_nonref=False, seek_margin=4).decode(bframe_video, lambda i: plan, short_side)
+    full_frames, full_idx, _ = PyAVDecoder(skip_nonref=False, seek_margin=4).decode(
+        bframe_video, lambda i: plan, short_side
+    )
     frames, idx, _ = PyAVDecoder(skip_nonref=True, seek_margin=4).decode(bframe_video, lambda i: plan, short_side)
     assert idx == full_idx
     assert torch.equal(frames, full_frames)  # bit-identical

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssvar.commands import splits_main
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
 from ssvar.data.splits import (
     make_group_split,
@@ -22,7 +23,6 @@ from ssvar.data.splits import (
     read_list,
     read_ucf101_classind,
     read_ucf101_list,
-    splits_main,
     ucf101_group,
     verify_split,
     write_list,
@@ -71,7 +71,9 @@ EXPECTED_COUNTS = {
 EXPECTED_COUNTS |= {f"hmdb51/mmaction2_format/hmdb51_train_split_{k}_videos.txt": 3570 for k in (1, 2, 3)}
 EXPECTED_COUNTS |= {f"hmdb51/mmaction2_format/hmdb51_val_split_{k}_videos.txt": 1530 for k in (1, 2, 3)}
 EXPECTED_COUNTS |= {f"hmdb51/semisup/SVFormer/list_hmdb_{p}/val.csv": 1530 for p in (40, 50, 60)}
-EXPECTED_COUNTS |= {f"hmdb51/semisup/SVFormer/list_hmdb_{p}/train.csv": n for p, n in ((40, 2094), (50, 2618), (60, 3141))}
+EXPECTED_COUNTS |= {
+    f"hmdb51/semisup/SVFormer/list_hmdb_{p}/train.csv": n for p, n in ((40, 2094), (50, 2618), (60, 3141))
+}
 
 
 # --------------------------------------------------------------------------- the staged lists
@@ -171,7 +173,9 @@ def test_ucf101_semisup_lists_match_official(parsed):
         assert _keys(labeled) | _keys(unlabeled) == _keys(train)
         assert _labels_by_key(labeled).items() <= _labels_by_key(train).items()
     # the 10 % draw is not class-balanced
-    assert sorted(Counter(parsed[sv + "ucf101_train_10_percent_labeled_split_1_rawframes.txt"].labels()).values())[0] == 1
+    assert (
+        sorted(Counter(parsed[sv + "ucf101_train_10_percent_labeled_split_1_rawframes.txt"].labels()).values())[0] == 1
+    )
     for pct, per_class in ((1, 1), (10, 10)):
         base = f"ucf101/semisup/SVFormer/list_ucf_{pct}/"
         labeled, unlabeled, val = parsed[base + "train.csv"], parsed[base + "unlabel.csv"], parsed[base + "val.csv"]
@@ -208,12 +212,16 @@ def test_hmdb51_lists(parsed):
         everything |= _keys(off_train) | _keys(off_test) | _keys(unused)
     assert len(everything) == 6766
     sv = "hmdb51/semisup/video-data-aug/"
-    assert _labels_by_key(parsed[sv + "hmdb51_val_split_1_rawframes.txt"]) == _labels_by_key(parsed[f"{HMDB_OFFICIAL}#1/test"])
+    assert _labels_by_key(parsed[sv + "hmdb51_val_split_1_rawframes.txt"]) == _labels_by_key(
+        parsed[f"{HMDB_OFFICIAL}#1/test"]
+    )
     pool = parsed[sv + "hmdb51_train_100_percent_labeled_split_1_rawframes.txt"]
     assert _keys(pool) == _keys(parsed[f"{HMDB_OFFICIAL}#1"]) | _keys(parsed[f"{HMDB_OFFICIAL}#1/unused"])
     for pct in (40, 50, 60):
         base = f"hmdb51/semisup/SVFormer/list_hmdb_{pct}/"
-        assert _keys(parsed[base + "train.csv"]) == _keys(parsed[f"{sv}hmdb51_train_{pct}_percent_labeled_split_1_rawframes.txt"])
+        assert _keys(parsed[base + "train.csv"]) == _keys(
+            parsed[f"{sv}hmdb51_train_{pct}_percent_labeled_split_1_rawframes.txt"]
+        )
         assert _keys(parsed[base + "train.csv"]) | _keys(parsed[base + "unlabel.csv"]) == _keys(pool)
 
 
@@ -330,7 +338,11 @@ def test_path_only_lines_use_the_folder(tmp_path: Path):
 def test_ucf101_official_format(tmp_path: Path):
     ci = _write(tmp_path / "classInd.txt", "1 Alpha\n2 HandstandPushups\n", newline="\r\n")
     assert read_ucf101_classind(ci) == ["Alpha", "HandstandPushups"] == read_class_names(ci)
-    train = _write(tmp_path / "trainlist01.txt", "Alpha/v_Alpha_g08_c01.avi 1\nHandstandPushups/v_HandStandPushups_g09_c02.avi 2\n", "\r\n")
+    train = _write(
+        tmp_path / "trainlist01.txt",
+        "Alpha/v_Alpha_g08_c01.avi 1\nHandstandPushups/v_HandStandPushups_g09_c02.avi 2\n",
+        "\r\n",
+    )
     test = _write(tmp_path / "testlist01.txt", "HandStandPushups/v_HandStandPushups_g01_c01.avi\n", "\r\n")
     ix = read_ucf101_list(train, ci)
     assert ix.labels() == [0, 1] and [r.group for r in ix] == ["g08", "g09"]
@@ -340,7 +352,9 @@ def test_ucf101_official_format(tmp_path: Path):
     with pytest.raises(SplitError, match=r"trainlist01\.txt:1: label 3 out of range 1\.\.2"):
         read_ucf101_list(train, ci)
     _write(train, "Alpha/v_Alpha_g08_c01.avi 2\n")
-    with pytest.raises(SplitError, match=r"trainlist01\.txt:1: label 2 is 'HandstandPushups' but the folder is 'Alpha'"):
+    with pytest.raises(
+        SplitError, match=r"trainlist01\.txt:1: label 2 is 'HandstandPushups' but the folder is 'Alpha'"
+    ):
         read_ucf101_list(train, ci)
     _write(ci, "1 Alpha\n3 Beta\n")
     with pytest.raises(SplitError, match=r"classInd\.txt:2: class index 3 out of order"):
@@ -379,10 +393,21 @@ def test_kinetics_csv(tmp_path: Path):
 
 def test_groups_csv_and_folder_tree(tmp_path: Path):
     root = tmp_path / "data"
-    for p in ("fight/a.mp4", "fight/b.mp4", "noFight/sub/c.avi", "noFight/d.mp4", "noFight/notes.txt", "top.mp4", ".hidden/e.mp4"):
+    for p in (
+        "fight/a.mp4",
+        "fight/b.mp4",
+        "noFight/sub/c.avi",
+        "noFight/d.mp4",
+        "noFight/notes.txt",
+        "top.mp4",
+        ".hidden/e.mp4",
+    ):
         (root / p).parent.mkdir(parents=True, exist_ok=True)
         (root / p).touch()
-    groups = _write(tmp_path / "groups.csv", "path,label,source_group\nfight/a.mp4,fight,g1\nfight/b.mp4,fight,g2\nnoFight/sub/c.avi,noFight,g1\n")
+    groups = _write(
+        tmp_path / "groups.csv",
+        "path,label,source_group\nfight/a.mp4,fight,g1\nfight/b.mp4,fight,g2\nnoFight/sub/c.avi,noFight,g1\n",
+    )
     assert read_groups_csv(groups) == {"fight/a.mp4": "g1", "fight/b.mp4": "g2", "noFight/sub/c.avi": "g1"}
     ix = read_folder_tree(root, groups_csv=groups)
     assert ix.classes == ["fight", "noFight"]
@@ -465,7 +490,9 @@ def test_group_split_is_leak_free_and_stratified():
 def test_write_read_round_trip(tmp_path: Path):
     ix = make_labeled_split(_toy_index(), per_class=3, seed=0)
     write_list(ix, tmp_path / "out" / "labeled.txt")
-    assert (tmp_path / "out" / "labeled.txt").read_text().splitlines()[0] == f"{ix.records[0].path} {ix.records[0].label}"
+    assert (tmp_path / "out" / "labeled.txt").read_text().splitlines()[
+        0
+    ] == f"{ix.records[0].path} {ix.records[0].label}"
     back = read_list(tmp_path / "out" / "labeled.txt", classes=ix.classes)
     assert back.paths() == ix.paths() and back.labels() == ix.labels() and back.classes == ix.classes
     assert read_list(tmp_path / "out" / "labeled.txt").labels() == ix.labels()
@@ -485,7 +512,9 @@ def test_verify_split_findings():
     unlabeled = train.without(labeled)
     assert verify_split(labeled, unlabeled, test, index=train).ok
 
-    leaked = VideoIndex(labeled.records + [VideoRecord(test.records[0].path.replace(".mp4", ".avi"), 0, None, "x.txt:9")], ix.classes)
+    leaked = VideoIndex(
+        labeled.records + [VideoRecord(test.records[0].path.replace(".mp4", ".avi"), 0, None, "x.txt:9")], ix.classes
+    )
     report = verify_split(leaked, unlabeled, test)
     assert not report.ok and any("also in the test list" in e and "x.txt:9" in e for e in report.errors)
 

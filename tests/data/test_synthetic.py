@@ -51,11 +51,20 @@ def test_spec_validation_and_resolution():
     spec = SyntheticActionsSpec(resolution=(64, 80))
     assert (spec.height, spec.width) == (64, 80)
     assert SyntheticActionsSpec(resolution=48).resolution == (48, 48)
-    for bad in (dict(num_classes=1), dict(num_classes=len(CLASSES) + 1), dict(resolution=63), dict(resolution=8), dict(seed=-1)):
+    for bad in (
+        dict(num_classes=1),
+        dict(num_classes=len(CLASSES) + 1),
+        dict(resolution=63),
+        dict(resolution=8),
+        dict(seed=-1),
+    ):
         with pytest.raises(ValueError):
             SyntheticActionsSpec(**bad)
     # The cache key follows every knob.
-    keys = {SyntheticActionsSpec(**kw).cache_key() for kw in (dict(), dict(seed=1), dict(num_frames=32), dict(resolution=(64, 80)))}
+    keys = {
+        SyntheticActionsSpec(**kw).cache_key()
+        for kw in (dict(), dict(seed=1), dict(num_frames=32), dict(resolution=(64, 80)))
+    }
     assert len(keys) == 4
 
 
@@ -198,7 +207,13 @@ def _flow_terms(video: np.ndarray):
 def _translation(video: np.ndarray) -> np.ndarray:
     """Global Lucas-Kanade translation (u, v) of each frame pair, [T-1, 2], in px/frame."""
     ix, iy, it = _flow_terms(video)
-    a = np.stack([np.stack([(ix * ix).sum((1, 2)), (ix * iy).sum((1, 2))], -1), np.stack([(ix * iy).sum((1, 2)), (iy * iy).sum((1, 2))], -1)], -2)
+    a = np.stack(
+        [
+            np.stack([(ix * ix).sum((1, 2)), (ix * iy).sum((1, 2))], -1),
+            np.stack([(ix * iy).sum((1, 2)), (iy * iy).sum((1, 2))], -1),
+        ],
+        -2,
+    )
     b = -np.stack([(ix * it).sum((1, 2)), (iy * it).sum((1, 2))], -1)
     return np.linalg.solve(a, b[..., None])[..., 0]
 

@@ -72,7 +72,9 @@ def test_warped_strong_view_re_times_the_weak_views_frames(video_factory):
 
     torch.manual_seed(2)
     warp = TemporalWarp(anchors=(4,))
-    ds = _dataset(video_factory, {"weak": ViewSpec("weak"), "strong": ViewSpec("weak", same_as="weak", temporal_warp=warp)})
+    ds = _dataset(
+        video_factory, {"weak": ViewSpec("weak"), "strong": ViewSpec("weak", same_as="weak", temporal_warp=warp)}
+    )
     for _ in range(5):
         s = ds[0]
         weak, strong = clip_indices_of(s["weak"]), clip_indices_of(s["strong"])

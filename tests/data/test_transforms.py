@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from torchvision import tv_tensors
 
 from ssvar.data.datamodule import LABEL_CHANGING_OPS
@@ -43,7 +42,9 @@ def test_excluded_ops_are_never_drawn_but_the_rest_are():
 
     assert set(v2.RandAugment._AUGMENTATION_SPACE) == set(RANDAUGMENT_OPS)
     # Solarize alone vs. Solarize excluded: a high-contrast clip is changed only when allowed.
-    solarize_only = RestrictedRandAugment(num_ops=1, magnitude=9, exclude=tuple(op for op in RANDAUGMENT_OPS if op != "Solarize"))
+    solarize_only = RestrictedRandAugment(
+        num_ops=1, magnitude=9, exclude=tuple(op for op in RANDAUGMENT_OPS if op != "Solarize")
+    )
     x = torch.full((2, 3, 8, 8), 250, dtype=torch.uint8)
     assert not torch.equal(solarize_only(x), x)
 
@@ -78,9 +79,16 @@ def test_datamodule_passes_the_exclusion_through(tmp_path):
 def test_synthetic_actions_leaves_out_the_recolouring_ops_by_default(tmp_path):
     from ssvar.data import FolderDataModule, SyntheticActionsDataModule
 
-    assert SyntheticActionsDataModule(root=str(tmp_path)).augment.randaugment_exclude == ("Solarize", "Equalize", "AutoContrast", "Invert")
+    assert SyntheticActionsDataModule(root=str(tmp_path)).augment.randaugment_exclude == (
+        "Solarize",
+        "Equalize",
+        "AutoContrast",
+        "Invert",
+    )
     assert SyntheticActionsDataModule(root=str(tmp_path), randaugment_exclude=[]).augment.randaugment_exclude == ()
-    assert FolderDataModule(root=str(tmp_path), labeled_per_class=1).augment.randaugment_exclude == ()  # real videos: every op
+    assert (
+        FolderDataModule(root=str(tmp_path), labeled_per_class=1).augment.randaugment_exclude == ()
+    )  # real videos: every op
 
 
 # ---------------------------------------------------------------- MMAction2's Imgaug('default')
@@ -97,7 +105,9 @@ def test_video_randaugment_ranges_at_level_9_match_mmaction2():
     for op in ("Color", "Contrast", "Brightness", "Sharpness"):
         assert m[op] == pytest.approx(1.72)
     assert m["Cutout"] == pytest.approx(0.18)
-    assert len(VIDEO_RANDAUGMENT_OPS) == 15 and {"Invert", "Cutout", "AutoContrast", "Equalize"} <= set(VIDEO_RANDAUGMENT_OPS)
+    assert len(VIDEO_RANDAUGMENT_OPS) == 15 and {"Invert", "Cutout", "AutoContrast", "Equalize"} <= set(
+        VIDEO_RANDAUGMENT_OPS
+    )
     ra = strong_transform(AugmentConfig(randaugment="mmaction2"))
     assert isinstance(ra, VideoRandAugment) and ra.num_ops == 2 and ra.magnitude == 9
 

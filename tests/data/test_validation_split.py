@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synth import tiny_datamodule
 
 from ssvar.data.datamodule import FolderDataModule
 from ssvar.data.index import SplitError, path_key
-from synth import tiny_datamodule
 
 
 def _tree(root: Path, n: int = 10) -> None:
@@ -26,7 +26,9 @@ def test_val_fraction_is_disjoint_from_everything(tmp_path):
     _tree(tmp_path)
     rows = ["path,source_group"] + [f"{c}/{c}_{i}.mp4,{c}{i // 2}" for c in "ab" for i in range(10)]
     (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
-    dm = FolderDataModule(str(tmp_path), labeled_per_class=1, groups_csv=str(tmp_path / "groups.csv"), test_fraction=0.2, val_fraction=0.3)
+    dm = FolderDataModule(
+        str(tmp_path), labeled_per_class=1, groups_csv=str(tmp_path / "groups.csv"), test_fraction=0.2, val_fraction=0.3
+    )
     sp = dm.splits
     assert len(sp.val) > 0 and not dm.val_is_test
     for other in (sp.test, sp.labeled, sp.unlabeled):
@@ -63,7 +65,9 @@ def test_validation_list_must_not_name_labelled_or_test_videos(tmp_path):
         bad = tmp_path / "bad.txt"
         bad.write_text(clash)
         with pytest.raises(SplitError, match="bad.txt:1"):
-            FolderDataModule(str(tmp_path), labeled_list=str(labeled), test_list=str(test), validation_list=str(bad)).splits
+            FolderDataModule(
+                str(tmp_path), labeled_list=str(labeled), test_list=str(test), validation_list=str(bad)
+            ).splits
 
 
 def test_bad_val_arguments_are_named(tmp_path):

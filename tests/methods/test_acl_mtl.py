@@ -6,12 +6,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 from torch import nn
 
 from ssvar.components import EMATeacher
 from ssvar.methods import ACLMTL, Supervised
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def test_fit_logs_every_term_and_fills_the_bank(tmp_path, synth_root):
     inference_keys = set(model.inference_model().state_dict())
     assert inference_keys and all(k.startswith(("backbone.", "head.")) for k in inference_keys)
     plain = Supervised(Tiny3D(width=4), num_classes=4)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k.startswith(("backbone.", "head."))}, strict=False)
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if k.startswith(("backbone.", "head."))}, strict=False
+    )
     x = torch.randn(2, 3, 4, 24, 24)
     model.eval(), plain.eval()
     assert torch.allclose(model(x), plain(x))

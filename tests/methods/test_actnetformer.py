@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import nt_xent
 from ssvar.data.dataset import VideoDataset
@@ -20,7 +21,6 @@ from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import ActNetFormer, Supervised
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,14 @@ def test_two_frame_rates_come_from_one_decode_around_one_centre(video_factory, a
     path = video_factory("v.mp4", num_frames=60)
     model = tiny_model(aux_stride_divisor=2, aux_num_frames=aux_frames)
     ds = VideoDataset(
-        str(path).rsplit("/", 1)[0], VideoIndex([VideoRecord("v.mp4", 0)], ["a"]), model.views()["unlabeled"],
-        num_frames=4, stride=4, augment=AugmentConfig(crop_size=16, area_range=(1.0, 1.0)), short_side=16, labeled=False,
+        str(path).rsplit("/", 1)[0],
+        VideoIndex([VideoRecord("v.mp4", 0)], ["a"]),
+        model.views()["unlabeled"],
+        num_frames=4,
+        stride=4,
+        augment=AugmentConfig(crop_size=16, area_range=(1.0, 1.0)),
+        short_side=16,
+        labeled=False,
     )
     calls = []
     real = ds.decoder.decode
@@ -114,7 +120,10 @@ def test_contrastive_switch_and_per_model_learning_rates():
     groups = {g["name"]: g for g in m.parameter_groups()}
     assert groups["primary"]["lr"] == 0.1 and groups["auxiliary"]["lr"] == 0.02
     ids = lambda g: {id(p) for p in g["params"]}  # noqa: E731
-    prim, aux = ids(groups["primary"]) | ids(groups["primary_no_decay"]), ids(groups["auxiliary"]) | ids(groups["auxiliary_no_decay"])
+    prim, aux = (
+        ids(groups["primary"]) | ids(groups["primary_no_decay"]),
+        ids(groups["auxiliary"]) | ids(groups["auxiliary_no_decay"]),
+    )
     assert {id(p) for p in m.contrastive.head_a.parameters()} <= prim  # each projection head trains with its model
     assert {id(p) for p in m.aux_backbone.parameters()} <= aux and not prim & aux
     assert groups["primary"]["weight_decay"] == 1e-3  # paper's weight decay; momentum 0.9
@@ -149,7 +158,9 @@ def test_fit_logs_every_term_and_only_the_primary_is_needed_to_test(tmp_path, sy
     # A plain classifier with only the primary's weights (backbone.*, head.*) from the checkpoint.
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     plain = Supervised(Tiny3D(width=4), num_classes=4)
-    missing, unexpected = plain.load_state_dict({k: v for k, v in state.items() if k.startswith(("backbone.", "head."))}, strict=False)
+    missing, unexpected = plain.load_state_dict(
+        {k: v for k, v in state.items() if k.startswith(("backbone.", "head."))}, strict=False
+    )
     assert not unexpected and not missing
     inference_keys = set(model.inference_model().state_dict())
     assert inference_keys and all(k.startswith(("backbone.", "head.")) for k in inference_keys)
@@ -175,7 +186,9 @@ def test_hidden_labels_cannot_reach_any_loss(tmp_path, synth_root):
     for callbacks in ([], [_ScrambleHidden()]):
         L.seed_everything(0)
         model = tiny_model(threshold=0.0)
-        tiny_trainer(tmp_path, max_steps=2, deterministic=True, callbacks=callbacks).fit(model, datamodule=tiny_datamodule(synth_root))
+        tiny_trainer(tmp_path, max_steps=2, deterministic=True, callbacks=callbacks).fit(
+            model, datamodule=tiny_datamodule(synth_root)
+        )
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.data.dataset import VideoDataset
 from ssvar.data.index import VideoIndex, VideoRecord
@@ -15,7 +15,6 @@ from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import ClipContrastive, Supervised
 from ssvar.methods.clip_contrastive import temporal_contrast
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def test_temporal_contrast_matches_a_hand_written_softmax():
@@ -41,8 +40,16 @@ def test_views_are_two_windows_and_the_variants_share_frames_and_colours(video_f
     model = ClipContrastive(Tiny3D(width=4), num_classes=2, num_frames=8, augmentation="weak")
     views = model.views()
     assert views["labeled"] == {} and set(views["unlabeled"]) == {"anchor", "positive"}
-    ds = VideoDataset(str(path).rsplit("/", 1)[0], VideoIndex([VideoRecord("v.mp4", 0)], ["a"]), views["unlabeled"],
-                      num_frames=8, stride=2, augment=AugmentConfig(crop_size=16, area_range=(0.5, 1.0)), short_side=16, labeled=False)
+    ds = VideoDataset(
+        str(path).rsplit("/", 1)[0],
+        VideoIndex([VideoRecord("v.mp4", 0)], ["a"]),
+        views["unlabeled"],
+        num_frames=8,
+        stride=2,
+        augment=AugmentConfig(crop_size=16, area_range=(0.5, 1.0)),
+        short_side=16,
+        labeled=False,
+    )
     offsets = set()
     for seed in range(6):
         torch.manual_seed(seed)
@@ -93,7 +100,9 @@ def test_reversed_negative_needs_direction_sensitive_features():
 def test_pretrain_then_start_a_method_from_it(tmp_path):
     dm = tiny_datamodule(str(tmp_path / "synth"), labeled_in_unlabeled=True, batch_size=4)
     torch.manual_seed(0)
-    pre = ClipContrastive(Tiny3D(width=4), num_classes=dm.num_classes, num_frames=4, proj_dim=8, proj_hidden_dim=16, lr=0.05)
+    pre = ClipContrastive(
+        Tiny3D(width=4), num_classes=dm.num_classes, num_frames=4, proj_dim=8, proj_hidden_dim=16, lr=0.05
+    )
     before = {k: v.clone() for k, v in pre.backbone.state_dict().items()}
     trainer = tiny_trainer(tmp_path, max_steps=3, enable_checkpointing=False)
     trainer.fit(pre, datamodule=dm)

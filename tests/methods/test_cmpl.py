@@ -7,10 +7,10 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.methods import CMPL, Supervised
 from ssvar.models import R3D18, SlowOnlyR50, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def test_default_auxiliary_is_a_quarter_width_r50():
@@ -30,7 +30,9 @@ def test_default_auxiliary_is_a_quarter_width_r50():
 
 def test_loss_and_learning_rates():
     torch.manual_seed(0)
-    m = CMPL(Tiny3D(width=4), num_classes=4, aux_backbone=Tiny3D(width=2), threshold=0.0, lambda_u=2.0, lr=0.1, aux_lr=0.03).eval()
+    m = CMPL(
+        Tiny3D(width=4), num_classes=4, aux_backbone=Tiny3D(width=2), threshold=0.0, lambda_u=2.0, lr=0.1, aux_lr=0.03
+    ).eval()
     g = torch.Generator().manual_seed(1)
     clip = lambda n: torch.randn(n, 3, 4, 16, 16, generator=g)  # noqa: E731
     lab = {"weak": clip(2), "label": torch.tensor([0, 3])}
@@ -40,7 +42,9 @@ def test_loss_and_learning_rates():
     f, a = m, m.networks()["auxiliary"].model
     ls = F.cross_entropy(f(lab["weak"]), lab["label"]) + F.cross_entropy(a(lab["weak"]), lab["label"])
     # threshold 0: every pseudo-label counts; F learns A's labels and A learns F's, same clips.
-    lu = F.cross_entropy(f(unl["strong"]), a(unl["weak"]).argmax(1)) + F.cross_entropy(a(unl["strong"]), f(unl["weak"]).argmax(1))
+    lu = F.cross_entropy(f(unl["strong"]), a(unl["weak"]).argmax(1)) + F.cross_entropy(
+        a(unl["strong"]), f(unl["weak"]).argmax(1)
+    )
     assert torch.allclose(losses["supervised"], ls, atol=1e-5)
     assert torch.allclose(losses["unsupervised"], 2.0 * lu, atol=1e-5)
     assert set(losses) == {"supervised", "unsupervised"}

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
+from synth import RecordIndices, SaveTeacher, tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher
 from ssvar.methods import FixMatch
 from ssvar.models import Tiny3D
-from synth import RecordIndices, SaveTeacher, tiny_datamodule, tiny_trainer
 
 
 @pytest.mark.ddp
@@ -19,7 +19,9 @@ def test_fixmatch_ddp_two_processes(tmp_path):
     dm = tiny_datamodule(str(tmp_path / "synth"), labeled_per_class=2, batch_size=2)
     dm.prepare_data()
     model = FixMatch(Tiny3D(width=4), num_classes=dm.num_classes, threshold=0.3, teacher=EMATeacher(0.9))
-    trainer = tiny_trainer(tmp_path, devices=2, strategy="ddp_spawn", callbacks=[RecordIndices(str(tmp_path)), SaveTeacher(str(tmp_path))])
+    trainer = tiny_trainer(
+        tmp_path, devices=2, strategy="ddp_spawn", callbacks=[RecordIndices(str(tmp_path)), SaveTeacher(str(tmp_path))]
+    )
     trainer.fit(model, datamodule=dm)
     rows = [[json.loads(x) for x in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert len(rows[0]) == len(rows[1]) == 3

@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher, PseudoLabeler
 from ssvar.methods import FixMatch, MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,14 @@ def test_fit_logs_losses_and_pseudo_label_quality(name, tmp_path, synth_root):
     trainer.fit(model, datamodule=tiny_datamodule(synth_root))
     m = trainer.callback_metrics
     assert trainer.global_step == 3
-    for key in ("train/loss", "train/loss_supervised", "train/pl_mask_rate", "train/pl_acc", "train/pl_threshold", "train/lr"):
+    for key in (
+        "train/loss",
+        "train/loss_supervised",
+        "train/pl_mask_rate",
+        "train/pl_acc",
+        "train/pl_threshold",
+        "train/lr",
+    ):
         assert key in m, key
     unsup = "train/loss_consistency" if name == "mean_teacher" else "train/loss_unsupervised"
     assert m[unsup] > 0
@@ -44,7 +51,9 @@ def test_fit_logs_losses_and_pseudo_label_quality(name, tmp_path, synth_root):
         assert "train/ema_decay" in m
         assert int(model.teacher.num_updates) == 3  # one update per optimiser step
         # The teacher moved away from its initial copy of the student.
-        assert any(not torch.equal(a, b) for a, b in zip(model.teacher.model.parameters(), model.classifier().parameters()))
+        assert any(
+            not torch.equal(a, b) for a, b in zip(model.teacher.model.parameters(), model.classifier().parameters())
+        )
 
 
 def test_unsupervised_loss_never_sees_labels(tmp_path, synth_root):
@@ -130,7 +139,9 @@ def test_exact_resume(tmp_path, synth_root):
 
 
 def test_pseudo_labeler_and_threshold_are_arguments():
-    m = FixMatch(Tiny3D(width=4), num_classes=3, pseudo_labeler=PseudoLabeler(0.5, final_threshold=0.9, schedule_steps=10))
+    m = FixMatch(
+        Tiny3D(width=4), num_classes=3, pseudo_labeler=PseudoLabeler(0.5, final_threshold=0.9, schedule_steps=10)
+    )
     assert m.pseudo_labeler.current_threshold(10) == pytest.approx(0.9)
     assert FixMatch(Tiny3D(width=4), num_classes=3, threshold=0.7).pseudo_labeler.threshold == 0.7
     assert "pseudo_labeler" not in m.hparams and m.hparams["threshold"] == 0.95  # modules live in the state dict

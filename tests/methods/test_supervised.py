@@ -5,11 +5,11 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.methods import Supervised
 from ssvar.methods.base import _without_hidden, warmup_cosine
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ def test_normalisation_happens_on_the_device_side():
     out = model.on_after_batch_transfer(batch, 0)
     x = out["labeled"]["weak"]
     assert x.dtype == torch.float32
-    assert torch.allclose(x[0, :, 0, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+    assert torch.allclose(
+        x[0, :, 0, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    )
     assert out["labeled"]["label"].dtype == torch.int64  # labels untouched
 
 
@@ -63,7 +65,12 @@ def test_multiview_scores_average_probabilities():
 
 
 def test_hidden_labels_are_stripped_before_losses():
-    unl = {"weak": torch.zeros(1), "label": torch.tensor([-1]), "hidden_label": torch.tensor([2]), "index": torch.tensor([0])}
+    unl = {
+        "weak": torch.zeros(1),
+        "label": torch.tensor([-1]),
+        "hidden_label": torch.tensor([2]),
+        "index": torch.tensor([0]),
+    }
     assert set(_without_hidden(unl)) == {"weak", "index"}
 
 

@@ -6,17 +6,19 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods import SVFormer
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 def tiny_vit(**kw) -> TimeSformer:
     """1 block, 16-d, 8-px patches on 24-px crops (3x3 tokens per frame), 4 frames."""
-    return TimeSformer(**{**dict(variant=None, embed_dim=16, depth=1, num_heads=2, patch_size=8, img_size=24, num_frames=4), **kw})
+    return TimeSformer(
+        **{**dict(variant=None, embed_dim=16, depth=1, num_heads=2, patch_size=8, img_size=24, num_frames=4), **kw}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,9 @@ def test_losses_match_their_formulas(monkeypatch):
     torch.manual_seed(0)
     K, B = 4, 6
     model = SVFormer(tiny_vit(), num_classes=K, threshold=0.5, gamma1=2.0, gamma2=3.0, input_dropout=0.0).eval()
-    teacher_logits = torch.tensor([[4.0, 0, 0, 0], [0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 5.0], [1.0, 1.0, 0, 0]])
+    teacher_logits = torch.tensor(
+        [[4.0, 0, 0, 0], [0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 5.0], [1.0, 1.0, 0, 0]]
+    )
     monkeypatch.setattr(model.teacher, "forward", lambda x: teacher_logits)
     draws = []
     real_draw = model.token_mix.draw
@@ -83,7 +87,9 @@ def test_views_and_arguments():
     assert v["weak"] == ViewSpec("weak")
     assert v["strong"].window == "own" and v["strong"].same_as is None and v["strong"].aug == "weak"
     assert v["strong"].temporal_warp.anchors == (0, 2, 4)
-    v = SVFormer(tiny_vit(), num_classes=3, strong_window="same", strong_randaugment=True, warp_anchors=(0,)).views()["unlabeled"]
+    v = SVFormer(tiny_vit(), num_classes=3, strong_window="same", strong_randaugment=True, warp_anchors=(0,)).views()[
+        "unlabeled"
+    ]
     assert v["strong"] == ViewSpec("strong", same_as="weak")  # FixMatch pairing, warping off
     assert m.teacher.decay == 0.99 and m.pseudo_labeler.threshold == 0.3 and m.token_mix.alpha == 10.0
     assert (m.gamma1, m.gamma2, m.input_dropout) == (2.0, 2.0, 0.2)
@@ -102,7 +108,14 @@ def test_tiny_fit_logs_every_term_and_moves_the_teacher(tmp_path, synth_root):
     trainer = tiny_trainer(tmp_path, max_steps=3, limit_test_batches=1)
     dm = tiny_datamodule(synth_root, mu=2)
     trainer.fit(model, datamodule=dm)
-    for key in ("train/loss_supervised", "train/loss_unsupervised", "train/loss_mix", "train/mix_ratio", "train/pl_acc", "train/ema_decay"):
+    for key in (
+        "train/loss_supervised",
+        "train/loss_unsupervised",
+        "train/loss_mix",
+        "train/mix_ratio",
+        "train/pl_acc",
+        "train/ema_decay",
+    ):
         assert key in trainer.callback_metrics, key
     assert 0.0 < float(trainer.callback_metrics["train/mix_ratio"]) < 1.0
     assert int(model.teacher.num_updates) == 3
@@ -140,7 +153,9 @@ def test_hidden_labels_cannot_reach_any_loss_and_resume_is_exact(tmp_path, synth
     for name, callbacks in (("straight", []), ("scrambled", [_ScrambleHidden()])):
         L.seed_everything(0)
         model = _make()
-        tiny_trainer(tmp_path / name, callbacks=callbacks, **kw).fit(model, datamodule=tiny_datamodule(synth_root, mu=2))
+        tiny_trainer(tmp_path / name, callbacks=callbacks, **kw).fit(
+            model, datamodule=tiny_datamodule(synth_root, mu=2)
+        )
         runs[name] = model.state_dict()
     for k in runs["straight"]:
         assert torch.equal(runs["straight"][k], runs["scrambled"][k]), k

@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from synth import RecordIndices, tiny_datamodule, tiny_trainer
 from torch import nn
 
 from ssvar.components import PreciseBN, recompute_bn_stats, split_rgb_tg, temporal_gradient
@@ -19,7 +20,6 @@ from ssvar.data.transforms import RANDAUGMENT_OPS, AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
 from ssvar.components.distillation import feature_alignment_loss as feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
-from synth import RecordIndices, tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,13 @@ def test_fit_logs_every_term_and_tests_with_rgb_only(tmp_path, synth_root):
     trainer = tiny_trainer(tmp_path, max_steps=3, limit_test_batches=1)
     dm = tiny_datamodule(synth_root)
     trainer.fit(model, datamodule=dm)
-    for key in ("train/loss_supervised", "train/loss_unsupervised", "train/loss_align", "train/loss_contrastive", "train/pl_acc"):
+    for key in (
+        "train/loss_supervised",
+        "train/loss_unsupervised",
+        "train/loss_align",
+        "train/loss_contrastive",
+        "train/pl_acc",
+    ):
         assert key in trainer.callback_metrics, key
     # Test/predict use the RGB network alone: a plain classifier with only its weights agrees.
     rgb_only = Supervised(Tiny3D(width=4), num_classes=4)
@@ -197,7 +203,9 @@ def test_ddp_fit_without_contrastive_term(tmp_path):
     model = TGFixMatch(Tiny3D(width=4), num_classes=dm.num_classes, threshold=0.0, contrastive_weight=0.0, proj_dim=8)
     assert model.contrastive is None
     assert not [n for n, _ in model.named_parameters() if n.startswith("contrastive.")]
-    trainer = tiny_trainer(tmp_path, devices=2, strategy="ddp_spawn", max_steps=3, callbacks=[RecordIndices(str(tmp_path))])
+    trainer = tiny_trainer(
+        tmp_path, devices=2, strategy="ddp_spawn", max_steps=3, callbacks=[RecordIndices(str(tmp_path))]
+    )
     trainer.fit(model, datamodule=dm)
     for r in (0, 1):
         assert len((tmp_path / f"rank{r}.jsonl").read_text().splitlines()) == 3
@@ -242,7 +250,9 @@ def test_checkpoints_from_before_the_fidelity_fixes_still_load():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         new = TGFixMatch(Tiny3D(width=4), num_classes=3, contrastive_weight=0.0, independent_tg_augment=True)
-    assert new.tg_strong_view == "frames" and any("independent_tg_augment is deprecated" in str(w.message) for w in caught)
+    assert new.tg_strong_view == "frames" and any(
+        "independent_tg_augment is deprecated" in str(w.message) for w in caught
+    )
     assert TGFixMatch(Tiny3D(width=4), 3, independent_tg_augment=False).tg_strong_view == "shared"
     new.on_load_checkpoint(state)
     new.load_state_dict(state["state_dict"])  # strict: the unused heads were dropped

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import FrozenTeacher, TemporalSimilarityReweighter, load_weights
 from ssvar.components.contrastive import global_local_contrastive, local_local_contrastive
@@ -20,7 +21,6 @@ from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import AugmentConfig
 from ssvar.methods import Supervised, TimeBalance, TimeBalancePretrain
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 PRE = dict(num_frames=4, sparse_stride=2, num_dense_clips=2, dense_stride=1, proj_dim=8, proj_hidden_dim=8)
 
@@ -81,8 +81,11 @@ def test_view_spec_offsets_validation():
     with pytest.raises(ValueError, match="same_as"):
         ViewSpec("weak", same_as="x", independent_clips=True)
     with pytest.raises(ValueError, match="augmented independently"):
-        VideoDataset("root", VideoIndex([VideoRecord("v.mp4", 0)], ["a"]),
-                     {"a": ViewSpec("weak", offsets=(0, 4), independent_clips=True), "b": ViewSpec("strong", same_as="a")})
+        VideoDataset(
+            "root",
+            VideoIndex([VideoRecord("v.mp4", 0)], ["a"]),
+            {"a": ViewSpec("weak", offsets=(0, 4), independent_clips=True), "b": ViewSpec("strong", same_as="a")},
+        )
 
 
 # ---------------------------------------------------------------- losses: references
@@ -110,7 +113,10 @@ def _ref_global_local(g, d, t):
 
 def test_temporal_losses_match_references():
     g = torch.Generator().manual_seed(0)
-    z1, z2 = torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    z1, z2 = (
+        torch.randn(3, 4, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 4, 5, generator=g, dtype=torch.float64),
+    )
     assert torch.allclose(local_local_contrastive(z1, z2, 0.1), _ref_local_local(z1, z2, 0.1))
     assert torch.allclose(global_local_contrastive(z1, z2, 0.1), _ref_global_local(z1, z2, 0.1))
     # Distinct times are pushed apart: aligned, time-distinct embeddings cost less than random ones.
@@ -229,11 +235,15 @@ def test_repeating_clips_score_higher_than_changing_content():
     half = 0.5 * static + 0.5 * changing
     batch = {"video": torch.cat([static, half, changing]), "index": torch.tensor([0, 1, 2])}
     raw = TemporalSimilarityReweighter(num_clips=k, normalization="none")
-    s = raw.compute(teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": static, "index": torch.tensor([0])}], 1)})
+    s = raw.compute(
+        teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": static, "index": torch.tensor([0])}], 1)}
+    )
     assert s["labeled"][0] > s["labeled"][1] > s["labeled"][2]
     assert s["labeled"][0] > 0.99  # identical clips: cosine 1 between every pair of timestamps
     mm = TemporalSimilarityReweighter(num_clips=k)  # min-max over all videos of both sets
-    s = mm.compute(teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": changing, "index": torch.tensor([0])}], 1)})
+    s = mm.compute(
+        teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": changing, "index": torch.tensor([0])}], 1)}
+    )
     assert s["labeled"][0] == pytest.approx(1.0) and s["labeled"][0] > s["labeled"][1] > s["labeled"][2]
     assert min(s["labeled"].min(), s["unlabeled"].min()) == pytest.approx(0.0)
     # The cache is persistent: a fresh reweighter loads the scores from the state dict.
@@ -242,7 +252,9 @@ def test_repeating_clips_score_higher_than_changing_content():
     fresh.load_state_dict(mm.state_dict())
     assert fresh.ready and torch.equal(fresh("labeled", torch.tensor([2, 0])), s["labeled"][[2, 0]])
     rank = TemporalSimilarityReweighter(num_clips=k, normalization="rank", statistic="adjacent_mean")
-    s = rank.compute(teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": half, "index": torch.tensor([0])}], 1)})
+    s = rank.compute(
+        teachers, {"labeled": ([batch], 3), "unlabeled": ([{"video": half, "index": torch.tensor([0])}], 1)}
+    )
     assert s["labeled"].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
 
 
@@ -297,8 +309,15 @@ def test_three_stages_hand_off_weights_by_path(tmp_path, synth_root):
         ft[name] = str(tmp_path / f"ft_{name}.ckpt")
         trainer.save_checkpoint(ft[name])
     # Stage 3: student from TCLR, teachers from stage 2, frozen through training.
-    m = TimeBalance(Tiny3D(width=4), num_classes=4, invariant_teacher=ft["inv"], distinctive_teacher=ft["dist"],
-                    init_backbone_from=pre["tclr"], reweighter=TemporalSimilarityReweighter(num_clips=3), score_batch_size=2)
+    m = TimeBalance(
+        Tiny3D(width=4),
+        num_classes=4,
+        invariant_teacher=ft["inv"],
+        distinctive_teacher=ft["dist"],
+        init_backbone_from=pre["tclr"],
+        reweighter=TemporalSimilarityReweighter(num_clips=3),
+        score_batch_size=2,
+    )
     snap = _Snapshot()
     trainer = tiny_trainer(tmp_path / "tb", max_steps=2, callbacks=[snap], limit_test_batches=1)
     trainer.fit(m, datamodule=dm())
@@ -307,7 +326,13 @@ def test_three_stages_hand_off_weights_by_path(tmp_path, synth_root):
         _assert_loaded(snap.state, prefix, _saved(ft[name], ""))  # backbone.* and head.*
         # Unchanged after training, BatchNorm running statistics included: eval mode, no updates.
         _assert_loaded(m.state_dict(), prefix, _saved(ft[name], ""))
-    for key in ("train/loss_supervised", "train/loss_distill_labeled", "train/loss_distill_unlabeled", "train/pl_acc", "train/score_s_mean"):
+    for key in (
+        "train/loss_supervised",
+        "train/loss_distill_labeled",
+        "train/loss_distill_unlabeled",
+        "train/pl_acc",
+        "train/score_s_mean",
+    ):
         assert key in trainer.callback_metrics, key
     s = torch.cat([m.reweighter.score_labeled, m.reweighter.score_unlabeled])
     sp = trainer.datamodule.splits
@@ -345,18 +370,33 @@ def test_shipped_synthetic_stages_chain_through_the_cli(tmp_path, monkeypatch):
     stage finds the previous stage's ``last.ckpt`` at the path its config names."""
     from pathlib import Path
 
-    from ssvar.cli import run_cli
     from synth import TINY
+
+    from ssvar.cli import run_cli
 
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(tmp_path)  # the configs' relative run folders land here
     data = ["--data.init_args.root", str(tmp_path / "synth")]
     for k, v in TINY.items():
         data += [f"--data.init_args.{k}", str(v)]
-    data += ["--data.init_args.labeled_per_class", "1", "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
-             "--data.init_args.crop_size", "24", "--data.init_args.short_side", "28", "--data.init_args.test_fraction", "0.34"]
+    data += [
+        "--data.init_args.labeled_per_class",
+        "1",
+        "--data.init_args.batch_size",
+        "2",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.crop_size",
+        "24",
+        "--data.init_args.short_side",
+        "28",
+        "--data.init_args.test_fraction",
+        "0.34",
+    ]
     stages = [f"timebalance-pretrain-{v}_tiny3d_synthetic.yaml" for v in ("inv", "dist", "tclr")]
-    stages += [f"timebalance-finetune-{v}_tiny3d_synthetic.yaml" for v in ("inv", "dist")] + ["timebalance_tiny3d_synthetic.yaml"]
+    stages += [f"timebalance-finetune-{v}_tiny3d_synthetic.yaml" for v in ("inv", "dist")] + [
+        "timebalance_tiny3d_synthetic.yaml"
+    ]
     for name in stages:
         run_cli(["fit", "--config", str(repo / "examples" / "configs" / name), *data, "--trainer.max_steps", "1",
                  "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--test_after_fit", "false",
@@ -366,7 +406,11 @@ def test_shipped_synthetic_stages_chain_through_the_cli(tmp_path, monkeypatch):
                ("pretrain_inv", "pretrain_dist", "pretrain_tclr", "finetune_inv", "finetune_dist", "timebalance"))
     student = torch.load(runs / "timebalance" / "last.ckpt", weights_only=False)["state_dict"]
     inv = torch.load(runs / "finetune_inv" / "last.ckpt", weights_only=False)["state_dict"]
-    assert all(torch.equal(student["teacher_inv.model." + k], v) for k, v in inv.items() if k.startswith(("backbone.", "head.")))
+    assert all(
+        torch.equal(student["teacher_inv.model." + k], v)
+        for k, v in inv.items()
+        if k.startswith(("backbone.", "head."))
+    )
     assert student["reweighter.score_unlabeled"].numel() > 0
 
 
@@ -397,13 +441,17 @@ def test_stage3_survives_an_unreadable_unlabelled_video(tiny_tree, tmp_path, cap
     assert m.reweighter.unscored == {"labeled": 0, "unlabeled": 1}
     assert trainer.callback_metrics["data/unscored_videos"] == 1
     assert "1 of" in caplog.text and "could not be decoded" in caplog.text
-    others = torch.cat([m.reweighter.score_labeled, m.reweighter.score_unlabeled[torch.arange(len(sp.unlabeled)) != pos]])
+    others = torch.cat(
+        [m.reweighter.score_labeled, m.reweighter.score_unlabeled[torch.arange(len(sp.unlabeled)) != pos]]
+    )
     assert torch.isclose(m.reweighter.score_unlabeled[pos], others.mean())
 
 
 def test_unscored_videos_get_the_mean_of_the_normalised_scores():
     torch.manual_seed(0)
-    teachers = [lambda x: x.mean(dim=(2, 3, 4))[:, :, None].expand(-1, -1, 4).flatten(1) + torch.randn(len(x), 12) * 0.1]
+    teachers = [
+        lambda x: x.mean(dim=(2, 3, 4))[:, :, None].expand(-1, -1, 4).flatten(1) + torch.randn(len(x), 12) * 0.1
+    ]
     video = torch.randint(0, 255, (3, 2, 3, 2, 4, 4), dtype=torch.uint8)
     batch = {"video": video, "index": torch.tensor([0, 1, 2]), "decode_failures": torch.tensor([0, 0, 1])}
     rw = TemporalSimilarityReweighter(num_clips=2, sets=("labeled",))

@@ -124,7 +124,9 @@ def test_slow_r50_matches_pytorchvideo_build_and_init():
     """ssvar's own SlowOnly-R50 is pytorchvideo's ``create_resnet`` network: same keys and shapes,
     same output for the same weights, same initialisation (zero-initialised last BatchNorms)."""
     resnet = pytest.importorskip("pytorchvideo.models.resnet")
-    ref = resnet.create_resnet(input_channel=3, model_depth=50, stem_conv_kernel_size=(1, 7, 7), stem_dim_out=16, head=None).eval()
+    ref = resnet.create_resnet(
+        input_channel=3, model_depth=50, stem_conv_kernel_size=(1, 7, 7), stem_dim_out=16, head=None
+    ).eval()
     own = SlowOnlyR50(width_multiplier=0.25).eval()
     assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in own.state_dict().items()}
     for k, v in own.state_dict().items():
@@ -153,4 +155,7 @@ def test_slow_r50_starts_from_a_released_kinetics_file(tmp_path):
     from ssvar.methods import Supervised
 
     model = Supervised(SlowOnlyR50(checkpoint=str(path), width_multiplier=0.25), num_classes=5)
-    torch.testing.assert_close(model.backbone.blocks[1].res_blocks[0].branch2.conv_a.weight, state["blocks.1.res_blocks.0.branch2.conv_a.weight"])
+    torch.testing.assert_close(
+        model.backbone.blocks[1].res_blocks[0].branch2.conv_a.weight,
+        state["blocks.1.res_blocks.0.branch2.conv_a.weight"],
+    )

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ssvar.models import TimeSformer, timesformer_vit_b, timesformer_vit_s
 from ssvar.models.timesformer import DividedBlock
@@ -178,7 +177,9 @@ def _random_timm_vit(timm, **kw):
     norms and biases included, so every copied tensor matters."""
     from timm.models.vision_transformer import VisionTransformer
 
-    vit = VisionTransformer(**{**dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=4, num_classes=7), **kw})
+    vit = VisionTransformer(
+        **{**dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=4, num_classes=7), **kw}
+    )
     with torch.no_grad():
         for name, p in vit.named_parameters():
             if name.endswith("weight") and "norm" in name:
