@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 from torch import nn
 
 __all__ = ["run_ddp", "shard", "mean_over_ranks", "averaged_grads", "grads", "assert_all_close", "free_port"]
@@ -77,7 +78,7 @@ def run_ddp(fn: Callable[..., Any], world: int = 2, *args: Any, timeout_s: float
                     alive = [r for r, p in enumerate(ctx.processes) if p.is_alive()]
                     raise AssertionError(f"run_ddp({name}, world={world}): rank(s) {alive} still running after "
                                          f"{timeout_s:.0f} s (a collective one rank never joined?)")
-        except mp.ProcessException as e:
+        except ProcessException as e:
             # join() stopped the other ranks already. Name the function and every rank that
             # failed, earliest first (a peer's later error is usually the consequence), with
             # their tracebacks.

@@ -94,6 +94,34 @@ def test_temperature_scaling_closed_form():
     assert info_nce(e, e, 1e6).item() == pytest.approx(math.log(n), rel=1e-5)
 
 
+def test_more_closed_forms():
+    n, t = 3, 0.5
+    e = torch.eye(n, dtype=torch.float64)
+    # Opposite positives (cosine -1) among orthogonal negatives (cosine 0).
+    want = -math.log(math.exp(-1 / t) / (math.exp(-1 / t) + n - 1))
+    assert info_nce(e, -e, t).item() == pytest.approx(want, rel=1e-9)
+    # One pair and nothing else: the positive is the whole denominator, the loss is 0.
+    one = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    assert info_nce(one, 3 * one, t).item() == pytest.approx(0.0, abs=1e-12)
+    assert nt_xent(one, one, t).item() == pytest.approx(0.0, abs=1e-12)
+    # Every embedding the same: N-way (info_nce) / (2N-1)-way (nt_xent) chance.
+    same = torch.ones(n, 4, dtype=torch.float64)
+    assert info_nce(same, same, t).item() == pytest.approx(math.log(n), rel=1e-9)
+    assert nt_xent(same, same, t).item() == pytest.approx(math.log(2 * n - 1), rel=1e-9)
+
+
+@pytest.mark.parametrize("loss,ref", [(info_nce, _ref_info_nce), (nt_xent, _ref_nt_xent)], ids=["info_nce", "nt_xent"])
+def test_gradients_match_the_reference(loss, ref):
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    loss(a1, b1, 0.3).backward()
+    ref(a2, b2, 0.3).backward()
+    assert torch.allclose(a1.grad, a2.grad, atol=1e-10) and torch.allclose(b1.grad, b2.grad, atol=1e-10)
+    assert a1.grad.abs().sum() > 0
+
+
 def test_half_precision_inputs_give_float32_loss():
     a = torch.randn(4, 8, dtype=torch.bfloat16)
     assert info_nce(a, a, 0.1).dtype == torch.float32
