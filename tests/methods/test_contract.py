@@ -131,6 +131,7 @@ class ScrambleHiddenLabels(L.Callback):
 
 def _fit(name: str, root: Path, synth_root: str, callbacks=(), ckpt_path: str | None = None, seed: int = 0):
     build, dm_kw = _recipe(name)
+    root.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed)
     model = _cls(name)(num_classes=NUM_CLASSES, **build(root))
     model.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # (a) checks training happened
