@@ -96,8 +96,8 @@ def run_ddp(fn: Callable[..., Any], world: int = 2, *args: Any, timeout_s: float
 
 # ------------------------------------------------------------------ inside a rank
 def shard(x: Any, rank: int, world: int) -> Any:
-    """This rank's contiguous 1/world of a global batch (a tensor or a dict of tensors), as a
-    DistributedSampler without shuffling would hand it: the ranks' shards in order are the batch."""
+    """This rank's contiguous 1/world of a global batch (a tensor or a dict of tensors): the ranks'
+    shards in rank order make up the global batch, the order in which an all_gather joins them."""
     if isinstance(x, Mapping):
         return {k: shard(v, rank, world) for k, v in x.items()}
     n = x.shape[0]
