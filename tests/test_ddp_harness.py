@@ -16,16 +16,6 @@ from ddp import assert_all_close, averaged_grads, grads, mean_over_ranks, run_dd
 pytestmark = pytest.mark.ddp
 
 
-def _rank_facts(rank, world, offset):
-    return {"rank": rank, "world": dist.get_world_size(), "sum": mean_over_ranks(torch.tensor(float(rank + offset))) * world}
-
-
-def test_results_come_back_in_rank_order():
-    r0, r1 = run_ddp(_rank_facts, 2, 10)
-    assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
-    assert r0["sum"].item() == r1["sum"].item() == 10 + 11
-
-
 def _fails_on_rank_1(rank, world):
     if rank == 1:
         raise ValueError("rank one is broken on purpose")
@@ -51,18 +41,20 @@ def test_a_stuck_run_is_stopped_with_a_message():
         run_ddp(_hangs, 2, timeout_s=20)
 
 
-def _linear_step(rank, world):
+def _linear_step(rank, world, tag):
     torch.manual_seed(0)
     net = nn.Linear(3, 2).double()
     x = torch.arange(24, dtype=torch.float64).view(8, 3) / 10
     loss = net(shard(x, rank, world)).pow(2).mean()
     loss.backward()
-    return {"loss": mean_over_ranks(loss), **averaged_grads({"net": net})}
+    return {"loss": mean_over_ranks(loss), **averaged_grads({"net": net}), "rank": rank, "world": dist.get_world_size(), "tag": tag}
 
 
 def test_helpers_equal_one_process_on_the_global_batch():
-    """Equal shards and a mean loss: DDP's averaged gradient is the global batch's gradient."""
-    ranks = run_ddp(_linear_step, 2)
+    """Results come back in rank order, with the arguments passed; with equal shards and a mean
+    loss, DDP's averaged gradient is the global batch's gradient."""
+    ranks = run_ddp(_linear_step, 2, "x")
+    assert [(r.pop("rank"), r.pop("world"), r.pop("tag")) for r in ranks] == [(0, 2, "x"), (1, 2, "x")]
     torch.manual_seed(0)
     net = nn.Linear(3, 2).double()
     x = torch.arange(24, dtype=torch.float64).view(8, 3) / 10
