@@ -1,16 +1,22 @@
-"""The README's results table, generated from the label-efficiency results.
+"""The results tables, generated from the label-efficiency results.
 
-Reads every ``benchmarks/results/label_efficiency_*.json`` (written by
-``benchmarks/label_efficiency.py``; a new method's file is picked up as it is), merges their runs
-(a run stored in several files counts once: same run name, labels per class, seed and settings),
-and prints one table: a row per run name, a column per benchmark setting (dataset, labelled videos
-per class, steps), cells = multi-view test top-1 in %, mean ± sample std over seeds (``n`` seeds
-when fewer than the most in that column).
+Two tables:
 
-    python benchmarks/results_table.py            # print the table
-    python benchmarks/results_table.py --write    # replace the block between the markers in README.md
+* **README** (the default): one compact table a newcomer can read. A row per method, each one
+  shipped config (``ssvar/configs/methods/<name>.yaml``); a column per protocol (declared in
+  :data:`PROTOCOLS`: one results file each) and labelled videos per class; cells = multi-view test
+  top-1 in %, mean ± std over seeds, and ``won w/n``: the seeds in which the method beat
+  Supervised (same protocol, labels, seed and start). Rows of other configs (variants, older
+  settings) are left out of it.
+* **RESULTS.md** (``--all``): every run of every ``benchmarks/results/label_efficiency_*.json``
+  (a run stored in several files counts once), a row per run name, a column per setting.
 
-Markers in README.md: ``<!-- results-table:start -->`` and ``<!-- results-table:end -->``.
+    python benchmarks/results_table.py                  # print the README table
+    python benchmarks/results_table.py --write          # ... into README.md
+    python benchmarks/results_table.py --all --write    # every run, into benchmarks/RESULTS.md
+
+Markers: ``<!-- results-table:start -->`` / ``<!-- results-table:end -->`` in README.md and
+``<!-- all-runs-table:start -->`` / ``<!-- all-runs-table:end -->`` in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,10 +27,41 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+ALL_START, ALL_END = "<!-- all-runs-table:start -->", "<!-- all-runs-table:end -->"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One column group of the README table: a title and the results file that holds its runs."""
+
+    title: str
+    file: str  # in benchmarks/results/
+
+
+# The README's protocols, in column order (RESULTS.md says how each was run).
+PROTOCOLS = (
+    Protocol("SyntheticActions, from scratch, 2000 steps", "label_efficiency_synthetic_scratch_2000.json"),
+    Protocol("SyntheticActions, self-supervised start", "label_efficiency_synthetic_pretrained.json"),
+    Protocol("surv_fight, 5/class", "label_efficiency_surv_fight_evidence.json"),
+)
+# Row order and names of the shipped method configs.
+METHOD_NAMES = {
+    "supervised": "Supervised",
+    "fixmatch": "FixMatch (EMA teacher)",
+    "mean_teacher": "Mean Teacher",
+    "tg_fixmatch": "TG-FixMatch",
+    "cmpl": "CMPL",
+    "actnetformer": "ActNetFormer",
+    "svformer": "SVFormer",
+    "timebalance": "TimeBalance",
+    "acl_mtl": "ACL+MTL",
+}
 
 
 def load_runs(pattern: str) -> tuple[list[dict], list[str]]:
@@ -138,26 +175,90 @@ def build_table(runs: list[dict], files: list[str]) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
-def write_block(readme: Path, table: str) -> None:
+def _shipped(r: dict) -> bool:
+    """A run of a shipped method config, unmodified (no model overrides)."""
+    return r["method"] in METHOD_NAMES and not any(s.startswith("model.") for s in r.get("sets", []))
+
+
+def build_compact(protocols=PROTOCOLS, results_dir: Path = RESULTS_DIR) -> str:
+    """The README table (see the module docstring)."""
+    columns: list[tuple[Protocol, int]] = []
+    cells: dict[tuple[str, Protocol, int], dict[int, float]] = {}
+    missing, used = [], []
+    for proto in protocols:
+        path = Path(results_dir) / proto.file
+        if not path.exists():
+            missing.append(proto.title)
+            continue
+        runs = [r for r in json.loads(path.read_text(encoding="utf-8")).get("runs", []) if _shipped(r)]
+        if not runs:
+            missing.append(proto.title)
+            continue
+        used.append(path)
+        for k in sorted({r["labels_per_class"] for r in runs}):
+            columns.append((proto, k))
+        for r in runs:
+            cells.setdefault((r["method"], proto, r["labels_per_class"]), {})[r["seed"]] = 100.0 * float(r["acc1"])
+    if not columns:
+        return "_No evidence runs yet: see benchmarks/RESULTS.md._"
+    rows = [m for m in METHOD_NAMES if any((m, p, k) in cells for p, k in columns)]
+
+    def fmt(method: str, proto: Protocol, k: int) -> str:
+        by_seed = cells.get((method, proto, k))
+        if not by_seed:
+            return "–"
+        v = list(by_seed.values())
+        text = f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+        base = cells.get(("supervised", proto, k), {})
+        if method != "supervised":
+            common = [s for s in by_seed if s in base]
+            won = sum(by_seed[s] > base[s] for s in common)
+            text += f" (won {won}/{len(common)})" if common else f" (n={len(v)})"
+        else:
+            text += f" (n={len(v)})"
+        return text
+
+    head = ["method", "config"] + [f"{p.title}, {k}/class" for p, k in columns]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(columns)]
+    for m in rows:
+        lines.append("| " + " | ".join([METHOD_NAMES[m], f"`methods/{m}.yaml`"] + [fmt(m, p, k) for p, k in columns]) + " |")
+    note = (
+        "Multi-view test top-1 (%), mean ± std over seeds; (won w/n): seeds in which the method beat Supervised "
+        "(same labels, seed and start); (n=…) seeds run so far. Equal optimiser steps within a column. Each row is the "
+        "shipped config named; how each protocol was run, per-seed values, pseudo-label diagnostics, variants and "
+        "earlier runs: [benchmarks/RESULTS.md](benchmarks/RESULTS.md). Generated by `python benchmarks/results_table.py "
+        "--write` from " + ", ".join(f"`{os.path.relpath(f, REPO)}`" for f in used) + "."
+    )
+    if missing:
+        note += " Not run yet: " + "; ".join(missing) + "."
+    return "\n".join(lines) + "\n\n" + note
+
+
+def write_block(readme: Path, table: str, start: str = START, end: str = END) -> None:
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} block")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{table}\n{END}{after}", encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} block")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    readme.write_text(f"{before}{start}\n{table}\n{end}{after}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"), help="glob of result files")
-    p.add_argument("--write", action="store_true", help="replace the marked block in --readme")
+    p.add_argument("--write", action="store_true", help="replace the marked block in --readme (--all: in --results-md)")
+    p.add_argument("--all", action="store_true", help="every run of every results file (the RESULTS.md table)")
     p.add_argument("--readme", default=str(REPO / "README.md"))
+    p.add_argument("--results-md", default=str(REPO / "benchmarks" / "RESULTS.md"))
     args = p.parse_args(argv)
-    runs, files = load_runs(args.results)
-    table = build_table(runs, files)
+    if args.all:
+        runs, files = load_runs(args.results)
+        table, target, markers = build_table(runs, files), Path(args.results_md), (ALL_START, ALL_END)
+    else:
+        table, target, markers = build_compact(), Path(args.readme), (START, END)
     if args.write:
-        write_block(Path(args.readme), table)
-        print(f"wrote the results table ({len(runs)} runs from {len(files)} files) into {args.readme}")
+        write_block(target, table, *markers)
+        print(f"wrote the results table into {target}")
     else:
         print(table)
     return 0

@@ -4,6 +4,7 @@
 * :class:`PseudoLabelReliability`: pseudo-label accuracy against confidence (a reliability
   diagram from the hidden labels), epoch by epoch.
 * :class:`FeatureTSNE`: a t-SNE of the test set's pooled backbone features at the end of ``test``.
+* :class:`TestFigures`: confusion matrix and per-class accuracy after ``test`` (added by default).
 * :class:`PredictionWriter`: ``ssvar predict``'s per-video top-k classes, to CSV or JSON.
 
 Everything a run writes (config, figures, predictions) goes into :func:`run_dir`, the run's own
@@ -280,3 +281,35 @@ class PredictionWriter(L.pytorch.callbacks.BasePredictionWriter):
             text = buf.getvalue()
         atomic_write_text(path, text)
         self.written = path
+
+
+class TestFigures(L.Callback):
+    """The test's confusion matrix and per-class accuracy as PNG in the run folder, and to the
+    logger, after every ``test`` (rank 0). Every ssvar classifier adds it by default; the paths
+    written are kept in ``paths`` (and in the module's ``test_figure_paths``)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, dpi: int = 120):
+        self.dpi = dpi
+        self.paths: list[str] = []
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from ssvar.plots import plot_confusion_matrix, plot_per_class_accuracy
+
+        matrix = pl_module.confusion_matrix
+        if not trainer.is_global_zero or matrix is None:
+            return
+        views = pl_module.view_name("test")
+        out_dir = _out_dir(trainer)
+        figs = {
+            f"test/confusion_matrix_{views}": plot_confusion_matrix(matrix, pl_module.class_names),
+            f"test/per_class_accuracy_{views}": plot_per_class_accuracy(matrix, pl_module.class_names),
+        }
+        self.paths = []
+        for tag, fig in figs.items():
+            path = os.path.join(out_dir, tag.replace("/", "_") + ".png")
+            fig.savefig(path, dpi=self.dpi, bbox_inches="tight")
+            self.paths.append(path)
+            log_figure(pl_module.logger, tag, fig, pl_module.global_step)
+        pl_module.test_figure_paths = list(self.paths)

@@ -14,6 +14,7 @@
   root folder (each run writes into a new ``version_N`` folder, where Lightning's own lookup
   finds nothing and silently starts from scratch); asking to resume when there is nothing to
   resume from raises :class:`CheckpointNotFoundError`.
+* :class:`GlobalRNGState`: the global RNG states travel with every checkpoint (exact resume).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import random
 import signal
 import tempfile
 import threading
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -283,10 +286,10 @@ class ResumeCheckpoints(L.Callback):
         path = self._target(trainer)
         if path is None:
             return None
-        from ssvar.methods.base import SemiSupervisedModule
+        from ssvar.methods.base import VideoModule
 
         module = trainer.lightning_module
-        if trainer.training and isinstance(module, SemiSupervisedModule):
+        if trainer.training and isinstance(module, VideoModule):
             # Callbacks' on_train_batch_end runs before the module's, where the teachers follow
             # this step: move them now (idempotent per step), so the checkpoint holds them.
             module.update_teachers()
@@ -366,3 +369,34 @@ __all__ = [
     "resolve_ckpt_path",
     "run_root_dirs",
 ]
+
+
+# --------------------------------------------------------------------------- global RNG state
+class GlobalRNGState(L.Callback):
+    """Saves torch's, numpy's and Python's global RNG states in every checkpoint and restores
+    them on resume, so the next epoch's worker seeds and (without workers) augmentations continue
+    exactly as in an uninterrupted run. Every ssvar method adds it by default.
+
+    Stored under ``ssvar_rng`` as tensors and plain lists, so checkpoints still load with
+    ``torch.load(weights_only=True)``; checkpoints of earlier ssvar versions used the same key."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, pystate, pygauss = random.getstate()
+        checkpoint["ssvar_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(pystate), pygauss],
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Called while the checkpoint is restored, before the fit loop builds the next epoch's
+        # iterator (which draws the workers' seeds and, with no workers, the augmentations).
+        rng = checkpoint.get("ssvar_rng")
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        kind, keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, pystate, pygauss = rng["python"]
+        random.setstate((version, tuple(pystate), pygauss))

@@ -26,7 +26,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ssvar.config_files import resolve_config_args
 from ssvar.data.datamodule import SemiSupervisedDataModule
-from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.base import VideoModule
 from ssvar.models.backbones import restoring_trained_weights
 from ssvar.serialization import CheckpointError, check_checkpoint_path
 
@@ -151,7 +151,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> SsvarCLI:
     if not run and args and args[0] in ("fit", "validate", "test", "predict"):
         args = args[1:]
     return SsvarCLI(
-        SemiSupervisedModule,
+        VideoModule,
         SemiSupervisedDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

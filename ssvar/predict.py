@@ -95,9 +95,14 @@ def load_model(ckpt_path: str, model_config: dict | None = None, backbone: nn.Mo
     class_path = hp.get("_class_path") or ckpt.get("ssvar_method_class")
     if class_path is None:
         raise ValueError(f"{ckpt_path} names no method class: pass the training config's model section (--model-config)")
+    module_name, cls_name = class_path.rsplit(".", 1)
+    cls = getattr(__import__(module_name, fromlist=[cls_name]), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, SemiSupervisedModule)):
+        raise ValueError(
+            f"{ckpt_path} is a {cls_name} checkpoint, which has no classifier to predict with (self-supervised "
+            "pretraining): start a method from it with init_backbone_from, then predict with that method's checkpoint"
+        )
     if backbone is not None:
-        module_name, cls_name = class_path.rsplit(".", 1)
-        cls = getattr(__import__(module_name, fromlist=[cls_name]), cls_name)
         plain = {k: v for k, v in hp.items() if k != "_class_path" and not isinstance(v, dict)}
         model = cls(backbone=backbone, **plain)
     elif "backbone" not in hp:

@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ssvar.data import splits as S
-from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping
+from ssvar.data.dataset import VideoDataset, ViewSpec, collate_skipping, resolved_short_side
 from ssvar.data.index import SplitError, VideoIndex, VideoRecord, path_key
 from ssvar.data.sampling import ShortPolicy
 from ssvar.data.transforms import AugmentConfig
@@ -373,6 +373,23 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def clip_settings(self) -> dict[str, int]:
+        """How this data module cuts clips, as a method stores it in its checkpoints (so
+        ``ssvar predict`` decodes new videos the same way)."""
+        return {
+            "num_frames": int(self.num_frames),
+            "stride": int(self.stride),
+            "crop_size": int(self.augment.crop_size),
+            "short_side": int(resolved_short_side(self.short_side, self.augment.crop_size)),
+            "test_clips": int(self.test_clips),
+            "test_crops": int(self.test_crops),
+        }
+
+    def view_name(self, stage: str) -> str:
+        """Metric suffix saying how many views an evaluation averages: ``1view`` (validation) or
+        ``{test_clips}x{test_crops}`` (test)."""
+        return f"{self.test_clips}x{self.test_crops}" if stage == "test" else "1view"
 
     @property
     def val_is_test(self) -> bool:

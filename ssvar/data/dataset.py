@@ -29,6 +29,12 @@ from ssvar.data.transforms import AugmentConfig, TemporalWarp, as_video, strong_
 log = logging.getLogger(__name__)
 
 
+def resolved_short_side(short_side: int | None, crop_size: int) -> int:
+    """The short side frames are decoded to: ``short_side``, or ``crop_size * 8 / 7`` (the
+    256/224 ratio of the ImageNet and Kinetics recipes) when it is not given."""
+    return int(short_side or round(crop_size * 8 / 7))
+
+
 @dataclass(frozen=True)
 class ViewSpec:
     """One view a method needs from each sample.
@@ -202,7 +208,7 @@ class VideoDataset(Dataset):
         self.num_frames = num_frames
         self.stride = stride
         self.augment = augment
-        self.short_side = short_side or round(augment.crop_size * 8 / 7)
+        self.short_side = resolved_short_side(short_side, augment.crop_size)
         self.train = train
         self.labeled = labeled
         self.decoder_name = decoder

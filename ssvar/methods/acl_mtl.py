@@ -1,5 +1,5 @@
 """ACL + MTL: learning discriminative spatio-temporal representations (Wang, Zhou, Xia, Wang;
-arXiv 2404.16416; methods.md section 2).
+arXiv 2404.16416; docs/methods/acl_mtl.md).
 
 An EMA teacher labels the unlabelled clips (FixMatch-style), plus two modules:
 Adaptive Contrastive Learning (ACL: class prototypes from labelled data, a momentum memory bank
@@ -48,14 +48,12 @@ from ssvar.components.contrastive import ProjectionHead
 from ssvar.components.ema import EMATeacher
 from ssvar.components.prototype_bank import GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss
 from ssvar.components.pseudo_label import PseudoLabeler
-from ssvar.components.temporal_calibration import (
-    CrossScaleCalibration,
-    supports_time_features,
-    temporal_alignment_loss,
-    time_features,
-)
+from ssvar.components.schedules import WeightSchedule
+from ssvar.components.temporal_calibration import CrossScaleCalibration, temporal_alignment_loss, time_features
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
+from ssvar.models.backbones import check_backbone
 
 
 class _Student(nn.Module):
@@ -162,11 +160,7 @@ class ACLMTL(SemiSupervisedModule):
         if use_mtl:
             if not mtl_scales or any(int(s) < 1 for s in mtl_scales):
                 raise ValueError(f"mtl_scales must be a non-empty list of stride multipliers >= 1, got {mtl_scales}")
-            if not supports_time_features(backbone):
-                raise ValueError(
-                    f"use_mtl needs per-time-step features: backbone {type(backbone).__name__} has neither "
-                    "forward_stages/stage_dims (3D-CNN) nor forward_features (TimeSformer)"
-                )
+            check_backbone(backbone, "backbone", "ACLMTL with use_mtl", needs=("time_features",))
             if long_num_frames is not None and long_num_frames < 1:
                 raise ValueError(f"long_num_frames must be >= 1, got {long_num_frames}")
         for name, v in (("acl_weight", acl_weight), ("calibration_weight", calibration_weight), ("align_weight", align_weight)):
@@ -174,7 +168,7 @@ class ACLMTL(SemiSupervisedModule):
                 raise ValueError(f"{name} must be >= 0, got {v}")
         self.pseudo_labeler = pseudo_labeler or PseudoLabeler(threshold=threshold)
         self.lambda_u = lambda_u
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
         self.use_acl, self.use_mtl = use_acl, use_mtl
         d = backbone.feature_dim
 
@@ -212,8 +206,8 @@ class ACLMTL(SemiSupervisedModule):
     def _student(self) -> _Student:
         return _Student(self.backbone, self.head, self.projector)
 
-    def update_teachers(self) -> None:
-        self.teacher.update(self._student(), self.trainer.global_step, self._total_steps())
+    def teachers(self) -> list[tuple[EMATeacher, nn.Module]]:
+        return super().teachers() + [(self.teacher, self._student())]
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         unlabeled = {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")}
@@ -261,14 +255,13 @@ class ACLMTL(SemiSupervisedModule):
         return out
 
     # -- the iteration --------------------------------------------------------------------
-    def compute_losses(self, labeled: dict, unlabeled: dict):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
         y = labeled["label"]
         bl = y.shape[0]
         if not unlabeled:
-            logits = self(labeled["weak"])
-            return {"supervised": self.supervised_loss(logits, y)}, logits
+            return super().train_step(labeled, unlabeled)
         step = self.global_step
-        on = 1.0 if step >= self.unsup_warmup_iterations() else 0.0
+        on = self.unsup_schedule(step, self.total_steps())
 
         # 1. teacher on the weak short clips (and the long clips)
         tout = self._teacher_pass(labeled["weak"], unlabeled["weak"], unlabeled.get("long") if self.use_mtl else None)
@@ -279,9 +272,8 @@ class ACLMTL(SemiSupervisedModule):
         losses = {"supervised": self.supervised_loss(logits[:bl], y)}
         # 4. FixMatch-style pseudo-labels from the teacher
         pl = self.pseudo_labeler(tout["logits_weak"], step)
-        self.monitor_pseudo_labels(pl)
         losses["unsupervised"] = on * self.lambda_u * self.pseudo_labeler.loss(logits[bl:], pl)
-        bs = bl
+        out = StepOutput(losses, logits[:bl], pseudo_labels=pl)
         # 5. adaptive contrastive learning
         if self.bank is not None:
             z = self.projector(feats)
@@ -296,12 +288,11 @@ class ACLMTL(SemiSupervisedModule):
             )
             self.bank.enqueue(tout["emb_weak"], pl.hard, pl.confidence)  # after the loss (MoCo order)
             losses["acl"] = on * self.acl_weight * acl
-            self.log("train/acl_reliability", rel.mean(), batch_size=bs)
-            self.log("train/acl_positives", stats["positives"], batch_size=bs)
-            self.log("train/acl_anchors_with_positive", stats["anchors_with_positive"], batch_size=bs)
-            self.log("train/bank_filled", float(self.bank.num_filled), batch_size=bs)
-            self.log("train/gmm_mean_high", self.bank.gmm.mean[1].float(), batch_size=bs)
-            self.log("train/gmm_mean_low", self.bank.gmm.mean[0].float(), batch_size=bs)
+            out.logs.update(
+                acl_reliability=rel.mean(), acl_positives=stats["positives"],
+                acl_anchors_with_positive=stats["anchors_with_positive"], bank_filled=float(self.bank.num_filled),
+                gmm_mean_high=self.bank.gmm.mean[1].float(), gmm_mean_low=self.bank.gmm.mean[0].float(),
+            )
         # 6. multi-scale temporal learning
         if self.calibration is not None:
             g = self.calibration(tout["pooled_weak"], tout["long_steps"])
@@ -309,5 +300,5 @@ class ACLMTL(SemiSupervisedModule):
             w = pl.mask if self.align_confident_only else None
             losses["mtl_align"] = on * self.align_weight * temporal_alignment_loss(feats[bl:], g, self.align_kind, w)
             if self.calibration.last_attention is not None:
-                self.log("train/mtl_attention_max", self.calibration.last_attention.max(dim=-1).values.mean(), batch_size=bs)
-        return losses, logits[:bl]
+                out.logs["mtl_attention_max"] = self.calibration.last_attention.max(dim=-1).values.mean()
+        return out

@@ -1,5 +1,6 @@
 """ActNetFormer: cross-architecture pseudo-labelling and contrastive learning (Dass et al., ICPR 2024,
-arXiv 2404.06243; methods.md section 5).
+arXiv 2404.06243;
+docs/methods/actnetformer.md).
 
 A 3D-CNN primary model Z (3D-ResNet-50) and a video-transformer auxiliary model A (TimeSformer
 ViT-S) label each other's unlabelled clips. Z sees clips at the data module's frame rate, A the
@@ -27,11 +28,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssvar.components.co_training import CrossPseudoLabeler, co_training_param_groups, forward_parts
+from ssvar.components.co_training import CrossPseudoLabeler, forward_parts
 from ssvar.components.contrastive import CrossArchContrastiveHead
 from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.schedules import WeightSchedule
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
+from ssvar.models.backbones import check_backbone
+from ssvar.models.heads import Classifier, ClassifierHead
 
 
 class ActNetFormer(SemiSupervisedModule):
@@ -100,8 +105,7 @@ class ActNetFormer(SemiSupervisedModule):
             from ssvar.models import TimeSformer
 
             aux_backbone = TimeSformer("vit_s")
-        if not hasattr(aux_backbone, "feature_dim"):
-            raise TypeError(f"aux_backbone {type(aux_backbone).__name__} has no feature_dim attribute; use an ssvar.models backbone")
+        check_backbone(aux_backbone, "aux_backbone", "ActNetFormer")
         for name, value in (("gamma", gamma), ("beta", beta)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -113,7 +117,7 @@ class ActNetFormer(SemiSupervisedModule):
             raise ValueError(f"aux_lr must be > 0, got {aux_lr}")
         self.aux_backbone = aux_backbone
         drop = self.hparams.dropout if aux_dropout is None else aux_dropout
-        self.aux_head = nn.Sequential(nn.Dropout(drop), nn.Linear(aux_backbone.feature_dim, num_classes))
+        self.aux_head = ClassifierHead(aux_backbone.feature_dim, num_classes, drop)
         self.cross_pl = CrossPseudoLabeler(threshold, pseudo_labeler)
         # Off: no heads at all, so DDP finds no unused parameters.
         self.contrastive = (
@@ -128,7 +132,7 @@ class ActNetFormer(SemiSupervisedModule):
         self.contrastive_on_labeled = contrastive_on_labeled
         self.aux_lr = aux_lr
         self.aux_stride_divisor, self.aux_num_frames = aux_stride_divisor, aux_num_frames
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
 
     # -- data: two frame rates from one decode ---------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
@@ -144,24 +148,23 @@ class ActNetFormer(SemiSupervisedModule):
             },
         }
 
-    def aux_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the auxiliary model (training and diagnostics only)."""
-        return self.aux_head(self.aux_backbone(x))
-
-    @torch.no_grad()
-    def precise_bn_forward(self, batch: dict) -> None:
-        for part in ("labeled", "unlabeled"):
-            views = batch.get(part) or {}
-            if "weak" in views:
-                self(views["weak"])
-                self.aux_forward(views["weak_aux"])
+    def networks(self) -> dict[str, Network]:
+        # Z is deployed; A reads the higher-frame-rate clips. Each trains with its projection
+        # head, in its own parameter groups.
+        lr = self.aux_lr if self.aux_lr is not None else self.hparams.lr
+        proj_z, proj_a = ((self.contrastive.head_a,), (self.contrastive.head_b,)) if self.contrastive is not None else ((), ())
+        return {
+            "primary": Network(Classifier(self.backbone, self.head), lr=self.hparams.lr, trains_with=proj_z),
+            "auxiliary": Network(Classifier(self.aux_backbone, self.aux_head), view="weak_aux", lr=lr, trains_with=proj_a),
+        }
 
     # -- the iteration --------------------------------------------------------------------
-    def compute_losses(self, labeled: dict, unlabeled: dict):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
         y = labeled["label"]
+        aux = self.networks()["auxiliary"].model
         if not unlabeled:  # no unlabelled loader: both models learn the labels only
-            z_l, a_l = self(labeled["weak"]), self.aux_forward(labeled["weak_aux"])
-            return {"supervised": self.supervised_loss(z_l, y) + self.supervised_loss(a_l, y)}, z_l
+            z_l, a_l = self(labeled["weak"]), aux(labeled["weak_aux"])
+            return StepOutput({"supervised": self.supervised_loss(z_l, y) + self.supervised_loss(a_l, y)}, z_l)
         # 1. one forward per model over all its clips (BatchNorm sees the whole iteration); without
         #    the contrastive term the weak clips only give targets: no gradient, as in FixMatch
         if self.contrastive is not None:
@@ -175,45 +178,20 @@ class ActNetFormer(SemiSupervisedModule):
             _, (z_l, z_s) = forward_parts(self.backbone, self.head, [labeled["weak"], unlabeled["strong"]])
             _, (a_l, a_s) = forward_parts(self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["strong_aux"]])
             with torch.no_grad():
-                z_w, a_w = self(unlabeled["weak"]), self.aux_forward(unlabeled["weak_aux"])
+                z_w, a_w = self(unlabeled["weak"]), aux(unlabeled["weak_aux"])
         # 2. supervised, both models
         ls_z, ls_a = self.supervised_loss(z_l, y), self.supervised_loss(a_l, y)
         # 3. cross pseudo-labels (targets detached inside)
         cross = self.cross_pl(z_w, a_w, z_s, a_s, self.global_step)
-        self.monitor_pseudo_labels(cross.from_b)  # A's labels, which the deployed model Z learns
-        self.monitor_pseudo_labels(cross.from_a, tag="from_primary")
-        on = 1.0 if self.global_step >= self.unsup_warmup_iterations() else 0.0
-        losses = {"supervised": ls_z + ls_a, "unsupervised": on * self.gamma * (cross.loss_a + cross.loss_b)}
+        weight = self.gamma * self.unsup_schedule(self.global_step, self.total_steps())
+        losses = {"supervised": ls_z + ls_a, "unsupervised": weight * (cross.loss_a + cross.loss_b)}
         # 4. cross-architecture contrastive on the weak clips
         if self.contrastive is not None:
             fz, fa = (torch.cat([f_zl, f_zw]), torch.cat([f_al, f_aw])) if self.contrastive_on_labeled else (f_zw, f_aw)
             losses["contrastive"] = self.beta * self.contrastive(fz, fa)
-        self._log_terms(
-            y.shape[0], loss_supervised_primary=ls_z, loss_supervised_aux=ls_a, loss_unsupervised_primary=cross.loss_a,
-            loss_unsupervised_aux=cross.loss_b, acc1_labeled_aux=(a_l.argmax(1) == y).float().mean(),
-        )
-        return losses, z_l
-
-    def _log_terms(self, bs: int, **terms: torch.Tensor) -> None:
-        if self._trainer is None:  # called outside a fit (tests)
-            return
-        for k, v in terms.items():
-            self.log(f"train/{k}", v, batch_size=bs)
-        groups = self.trainer.optimizers[0].param_groups if self.trainer.optimizers else []
-        aux = [g["lr"] for g in groups if g.get("name") == "auxiliary"]
-        if aux:
-            self.log("train/lr_aux", aux[0], batch_size=bs)
-
-    # -- optimisation: one optimiser, a parameter group per model ----------------------------
-    def parameter_groups(self) -> list[dict]:
-        primary, auxiliary = [self.backbone, self.head], [self.aux_backbone, self.aux_head]
-        if self.contrastive is not None:  # each projection head trains with its model
-            primary.append(self.contrastive.head_a)
-            auxiliary.append(self.contrastive.head_b)
-        lr = self.hparams.lr
-        return co_training_param_groups(
-            self,
-            {"primary": primary, "auxiliary": auxiliary},
-            {"primary": lr, "auxiliary": self.aux_lr if self.aux_lr is not None else lr},
-            self.hparams.weight_decay,
-        )
+        logs = {
+            "loss_supervised_primary": ls_z, "loss_supervised_aux": ls_a, "loss_unsupervised_primary": cross.loss_a,
+            "loss_unsupervised_aux": cross.loss_b, "acc1_labeled_aux": (a_l.argmax(1) == y).float().mean(),
+        }
+        # A's labels are what the deployed model Z learns
+        return StepOutput(losses, z_l, pseudo_labels=cross.from_b, extra_pseudo_labels={"from_primary": cross.from_a}, logs=logs)

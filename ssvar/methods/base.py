@@ -1,24 +1,27 @@
-"""`SemiSupervisedModule`: the one shallow base every method builds on.
+"""The bases every ssvar method builds on.
 
-It owns what all methods share: the views the data module must build, normalisation on the
-device, the supervised loss, single-view validation, multi-view testing with honest metric names,
-metrics (top-1, top-5, mean class accuracy, confusion matrix), counting skipped videos, class
-names in checkpoints, and an SGD/AdamW optimiser with a warm-up + cosine schedule in iterations.
+* :class:`VideoModule`: what every ssvar LightningModule shares: the backbone, normalisation on
+  the device, counting undecodable videos, the optimiser (SGD/AdamW, warm-up + cosine in
+  iterations), initial weights from a previous stage (``init_backbone_from``), EMA teachers
+  declared by :meth:`~VideoModule.teachers`, and resumable checkpoints.
+* :class:`SemiSupervisedModule`: a classifier: a head, the supervised loss, the per-iteration
+  contract (:meth:`~SemiSupervisedModule.train_step` returns a :class:`~ssvar.methods.step.StepOutput`),
+  pseudo-label monitoring against the hidden labels, single-view validation, multi-view testing
+  with honest metric names, and prediction.
+* :class:`SelfSupervisedPretraining`: no classifier: one method to write,
+  :meth:`~SelfSupervisedPretraining.pretext_losses`.
 
-A method overrides :meth:`views` (what it needs from each sample) and
-:meth:`unsupervised_loss` (its extra loss terms); everything else is inherited.
+A semi-supervised method declares what it needs from each sample (:meth:`views`), writes one
+iteration (:meth:`train_step`), and, if it has them, declares its EMA teachers (:meth:`teachers`)
+and its classifiers (:meth:`networks`). ``docs/adding_a_method.md`` walks through one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import warnings
 from typing import Any, Literal
-
-import numpy as np
 
 import lightning as L
 import torch
@@ -28,26 +31,20 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from ssvar.components.calibration import CalibrationBins, reliability
+from ssvar.components.co_training import co_training_param_groups
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.weights import load_weights
+from ssvar.data.datamodule import SemiSupervisedDataModule
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_video
+from ssvar.methods.step import LabeledViews, Network, StepOutput, TrainBatch, UnlabeledViews
+from ssvar.models.backbones import check_backbone
+from ssvar.models.heads import Classifier, ClassifierHead
+
+__all__ = ["Classifier", "SelfSupervisedPretraining", "SemiSupervisedModule", "VideoModule", "warmup_cosine"]
 
 log = logging.getLogger(__name__)
-
-
-class Classifier(nn.Module):
-    """Backbone + head as one module (what an EMA teacher copies)."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
 
 # Normalising in the module (not the data module) is deliberate: the module owns mean/std.
 # Counting skipped videos on the host (on_before_batch_transfer) is deliberate too.
@@ -58,8 +55,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
-class SemiSupervisedModule(L.LightningModule):
-    """Base LightningModule of every ssvar method.
+class VideoModule(L.LightningModule):
+    """What every ssvar LightningModule shares (classifiers and self-supervised pretraining).
 
     Args:
         backbone: a video backbone (``ssvar.models``) with a ``feature_dim`` attribute.
@@ -75,16 +72,13 @@ class SemiSupervisedModule(L.LightningModule):
         warmup_start_ratio: the warm-up starts at this fraction of ``lr`` (MMCV's linear
             ``warmup_ratio``; LTG: 0.1) and rises linearly to ``lr``; 0 starts from (almost) 0.
         min_lr_ratio: final learning rate of the cosine decay, as a fraction of ``lr``.
-        dropout: dropout before the linear head.
-        label_smoothing: label smoothing of the supervised cross-entropy.
-        test_average: average ``"prob"`` (softmax) or ``"logit"`` scores over test views.
         mean, std: normalisation applied on the device.
         init_backbone_from: a checkpoint file (a previous stage's Lightning checkpoint, or any
             state dict) whose ``init_backbone_prefix`` tensors initialise the backbone when
-            fitting starts (``setup("fit")``; a resumed checkpoint then overrides them). Loading
-            is strict: any missing, unexpected or mis-shaped key is an error naming the file.
+            fitting starts (a resumed checkpoint then overrides them). Loading is strict: any
+            missing, unexpected or mis-shaped key is an error naming the file.
         init_backbone_prefix: key prefix of the backbone in that file (``"backbone."`` for every
-            ssvar method and for :class:`~ssvar.methods.TimeBalancePretrain`).
+            ssvar method, pretraining included).
     """
 
     def __init__(
@@ -100,9 +94,6 @@ class SemiSupervisedModule(L.LightningModule):
         min_lr_ratio: float = 0.0,
         warmup_start_ratio: float = 0.0,
         decay_norm_and_bias: bool = False,
-        dropout: float = 0.5,
-        label_smoothing: float = 0.0,
-        test_average: Literal["prob", "logit"] = "prob",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         init_backbone_from: str | None = None,
@@ -111,12 +102,9 @@ class SemiSupervisedModule(L.LightningModule):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if not hasattr(backbone, "feature_dim"):
-            raise TypeError(f"backbone {type(backbone).__name__} has no feature_dim attribute; use an ssvar.models backbone")
+        check_backbone(backbone, "backbone", type(self).__name__)
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        if test_average not in ("prob", "logit"):
-            raise ValueError(f"test_average must be 'prob' or 'logit', got {test_average!r}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if not 0 <= warmup_start_ratio <= 1:
@@ -131,25 +119,16 @@ class SemiSupervisedModule(L.LightningModule):
         for k in [k for k, v in self.hparams.items() if isinstance(v, nn.Module)]:
             del self.hparams[k]
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, num_classes))
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         # How the data module cut clips (frames, stride, crop, views), saved in checkpoints so
         # `ssvar predict` decodes new videos the same way; empty until a data module is attached.
         self.clip_settings: dict[str, int] = {}
         self.decode_failures = 0
-        self._skipped_videos: dict[str, list[str]] = {}  # evaluation videos left out, per stage
-        self._pseudo_labels: PseudoLabels | None = None
-        self._extra_pseudo_labels: dict[str, PseudoLabels] = {}
-        # Confident pseudo-labels per class over the current epoch (monitoring only).
-        self.register_buffer("pl_class_counts", torch.zeros(num_classes), persistent=False)
-        # Pseudo-label accuracy by confidence bin over the current epoch (reliability diagram;
-        # read by ssvar.callbacks.PseudoLabelReliability, summarised as train/pl_ece).
-        self.pl_calibration = CalibrationBins(10)
-        self.confusion_matrix: torch.Tensor | None = None
-        self.val_metrics = self._metrics("val")
-        self.test_metrics = self._metrics("test")
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        # Initial weights (init_backbone_from) are read when the first fit starts, unless a
+        # checkpoint was restored: it already holds every weight.
+        self._initial_weights_loaded = False
+        self._initial_weights_pending = False
 
     # -- what a method declares -------------------------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
@@ -157,97 +136,36 @@ class SemiSupervisedModule(L.LightningModule):
         means the method needs no unlabelled loader."""
         return {"labeled": {"weak": ViewSpec("weak")}, "unlabeled": {}}
 
-    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A method's extra loss terms on the unlabelled batch, by name; they are summed."""
-        return {}
+    def teachers(self) -> list[tuple[EMATeacher, nn.Module]]:
+        """The EMA teachers and the student each follows, ``[(teacher, student), ...]``: the
+        base moves them after every optimiser step. Default: none; a method with teachers
+        returns ``super().teachers() + [...]``."""
+        return []
 
-    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """All loss terms of one iteration and the logits of the labelled clips.
+    def precise_bn_forward(self, batch: TrainBatch) -> None:
+        """What :class:`~ssvar.callbacks.PreciseBN` forwards (in training mode, no gradient) to
+        re-estimate the BatchNorm statistics of a training batch."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what Precise-BN forwards")
 
-        Default: cross-entropy on the labelled weak view plus :meth:`unsupervised_loss`. Methods
-        whose steps interleave labelled and unlabelled data (two networks, feature alignment)
-        override this instead. ``unlabeled`` never holds labels.
-        """
-        logits = self(labeled["weak"])
-        losses = {"supervised": self.supervised_loss(logits, labeled["label"])}
-        if unlabeled:
-            losses.update(self.unsupervised_loss(unlabeled))
-        return losses, logits
-
-    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the labelled clips (with the configured label smoothing)."""
-        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-
-    def forward_joint(self, *clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One forward pass of several clip batches concatenated, logits split back.
-
-        BatchNorm then normalises labelled and unlabelled clips with the statistics of the one
-        mixed batch and its running statistics see that mix, as in the reference FixMatch code
-        (separate passes give each view its own batch statistics); one pass is also cheaper."""
-        return self(torch.cat(clips)).split([c.shape[0] for c in clips])
-
-    def monitor_pseudo_labels(self, pl: PseudoLabels, tag: str = "") -> None:
-        """Called by a method inside :meth:`unsupervised_loss` with the pseudo-labels it used; the
-        base compares them with the hidden labels (which the method never sees) and logs quality.
-        A method with a second set of pseudo-labels (two networks) passes it with a ``tag``: it is
-        logged as ``train/pl_<tag>_*`` (mask rate, confidence, accuracy; no class counts)."""
-        if tag:
-            self._extra_pseudo_labels[tag] = pl
-        else:
-            self._pseudo_labels = pl
-
+    # -- EMA teachers ---------------------------------------------------------------------
     def update_teachers(self) -> None:
-        """After a real optimiser step: move EMA teachers. Default: ``self.teacher`` follows
-        backbone + head. Must be idempotent for one ``global_step`` (it may be called twice)."""
-        teacher = getattr(self, "teacher", None)
-        if isinstance(teacher, EMATeacher):
-            teacher.update(self.classifier(), self.trainer.global_step, self._total_steps())
+        """After a real optimiser step: move every EMA teacher (:meth:`teachers`). Idempotent for
+        one ``global_step`` (it may be called twice)."""
+        for teacher, student in self.teachers():
+            teacher.update(student, self.trainer.global_step, self.total_steps())
 
-    # -- model ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a normalised clip batch ``[B, C, T, H, W]``."""
-        return self.head(self.backbone(x))
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Idempotent per optimiser step: ResumeCheckpoints calls it before a mid-epoch save (the
+        # callbacks' `on_train_batch_end` runs before this one), so the checkpoint holds the moved
+        # teachers and this call is then a no-op.
+        self.update_teachers()
 
-    @torch.no_grad()
-    def precise_bn_forward(self, batch: dict) -> None:
-        """What :class:`~ssvar.components.precise_bn.PreciseBN` forwards to re-estimate the
-        BatchNorm statistics: the weak views through the student."""
-        for part in ("labeled", "unlabeled"):
-            views = batch.get(part) or {}
-            if "weak" in views:
-                self(views["weak"])
-
-    def inference_model(self) -> Classifier:
-        """The network used at test and prediction time (backbone + head), as one module.
-        Methods with auxiliary networks (TG, a second architecture) use only this one."""
-        return Classifier(self.backbone, self.head)
-
-    def classifier(self) -> Classifier:
-        """The student as one module sharing this method's backbone and head (not registered)."""
-        return Classifier(self.backbone, self.head)
-
-    def unsup_warmup_iterations(self) -> int:
-        """``unsup_warmup_steps`` in iterations (a value in (0, 1) is a fraction of the total)."""
-        w = float(getattr(self, "unsup_warmup_steps", 0) or 0)
-        return int(w * self._total_steps()) if 0 < w < 1 else int(w)
-
-    def _total_steps(self) -> int:
+    def total_steps(self) -> int:
+        """The run's optimiser steps (1 without a trainer or with an unknown length)."""
         try:
             return max(1, int(self.trainer.estimated_stepping_batches))
         except Exception:  # no trainer attached or unknown length
             return 1
-
-    def _metrics(self, stage: str) -> MetricCollection:
-        m = {
-            "acc1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
-            "mean_class_acc": MulticlassAccuracy(self.num_classes, average="macro"),
-        }
-        if self.num_classes > 5:
-            m["acc5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
-        # No compute groups: torchmetrics merges metrics whose states are equal after the first
-        # update, and top-5 (micro) and mean class accuracy (macro) have states of one shape, so a
-        # degenerate first batch made mean class accuracy report top-5 for the whole run.
-        return MetricCollection(m, compute_groups=False)
 
     # -- batches --------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -262,29 +180,237 @@ class SemiSupervisedModule(L.LightningModule):
         # Workers ship uint8; convert and normalise here, on the device.
         return _normalize_tree(batch, self.hparams.mean, self.hparams.std)
 
-    # -- training -------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
-        y = labeled["label"]
-        self._pseudo_labels = None
-        self._extra_pseudo_labels = {}
-        # The method sees the unlabelled batch without its true labels.
-        losses, logits = self.compute_losses(labeled, _without_hidden(unlabeled) if unlabeled else {})
-        loss = sum(losses.values())
-        bs = y.shape[0]
+    def _log_train(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], bs: int) -> None:
+        """The logs every training step writes: each term, the total, the learning rate(s),
+        decode failures and the EMA decay."""
         for k, v in losses.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/acc1_labeled", (logits.argmax(1) == y).float().mean(), batch_size=bs)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
+        groups = self.trainer.optimizers[0].param_groups if self.trainer.optimizers else []
+        self.log("train/lr", groups[0]["lr"] if groups else 0.0, batch_size=bs)
+        for g in groups[1:]:  # networks with their own groups: train/lr_<network>
+            name = g.get("name", "")
+            if name and not name.endswith("_no_decay") and name != groups[0].get("name"):
+                self.log(f"train/lr_{name}", g["lr"], batch_size=bs)
         self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
-        if self._pseudo_labels is not None:
-            self._log_pseudo_label_quality(self._pseudo_labels, unlabeled.get("hidden_label"))
-        for tag, pl in self._extra_pseudo_labels.items():
-            self._log_pseudo_label_quality(pl, unlabeled.get("hidden_label"), tag)
-        teacher = getattr(self, "teacher", None)
-        if isinstance(teacher, EMATeacher):
-            self.log("train/ema_decay", teacher.last_decay, batch_size=bs)
+        teachers = self.teachers()
+        if teachers:
+            self.log("train/ema_decay", teachers[0][0].last_decay, batch_size=bs)
+
+    # -- weights from a previous stage ------------------------------------------------------
+    def load_initial_weights(self) -> None:
+        """Load the weights other runs produced (``init_backbone_from``). Called when the first
+        fit of this module starts (``on_fit_start``), unless a checkpoint was restored: a resumed
+        run, or a model loaded from a checkpoint, already holds every weight and never needs those
+        files again. Methods with more networks (frozen teachers) extend it."""
+        if self.hparams.get("init_backbone_from"):
+            load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
+
+    def on_fit_start(self) -> None:
+        # After any checkpoint restore (which happens between `setup` and here).
+        if self._initial_weights_pending:
+            self.load_initial_weights()
+            self._initial_weights_loaded = True
+            self._initial_weights_pending = False
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, without reading the backbone's initial weights
+        file (``checkpoint:``) again: the trained checkpoint holds every weight."""
+        from ssvar.models.backbones import restoring_trained_weights
+
+        with restoring_trained_weights():
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
+        atomically, and the global RNG states in every checkpoint, unless the trainer already has
+        a :class:`~ssvar.checkpointing.ResumeCheckpoints` / :class:`~ssvar.checkpointing.GlobalRNGState`
+        (configure it there to change the interval)."""
+        from ssvar.checkpointing import GlobalRNGState, ResumeCheckpoints
+
+        return self._missing_callbacks([ResumeCheckpoints(), GlobalRNGState()])
+
+    def _missing_callbacks(self, wanted: list[L.Callback]) -> list[L.Callback]:
+        have = self.trainer.callbacks if self._trainer is not None else []
+        return [c for c in wanted if not any(isinstance(h, type(c)) for h in have)]
+
+    # -- data module hand-over, checkpoints ---------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self._initial_weights_loaded:
+            self._initial_weights_pending = True  # loaded in on_fit_start unless a checkpoint is restored
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(dm, SemiSupervisedDataModule):
+            names = dm.classes
+            if names and len(names) != self.num_classes:
+                raise ValueError(
+                    f"the data has {len(names)} classes but the model was built for num_classes={self.num_classes}"
+                )
+            if names:
+                self.class_names = list(names)
+            self.clip_settings = dm.clip_settings()
+
+    def view_name(self, stage: str) -> str:
+        """Metric suffix saying how many views were averaged: ``1view`` or ``{clips}x{crops}``
+        (the data module's test views; from the checkpoint's clip settings without one)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(dm, SemiSupervisedDataModule):
+            return dm.view_name(stage)
+        if stage == "test" and self.clip_settings:
+            return f"{self.clip_settings['test_clips']}x{self.clip_settings['test_crops']}"
+        return "1view"
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ssvar_class_names"] = list(self.class_names)
+        checkpoint["ssvar_clip_settings"] = dict(self.clip_settings)
+        checkpoint["ssvar_method_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint["ssvar_decode_failures"] = self.decode_failures
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint holds every weight: the initial weights files are not read again.
+        self._initial_weights_loaded, self._initial_weights_pending = True, False
+        self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
+        self.clip_settings = checkpoint.get("ssvar_clip_settings", self.clip_settings)
+        self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
+
+    # -- optimisation ---------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: weight decay on weights, none on norms and biases
+        (``decay_norm_and_bias=True``: on everything, as MMAction2). A group's own ``lr`` is
+        scaled by the schedule like the default one."""
+        decay, no_decay = [], []
+        for _, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 and not self.hparams.get("decay_norm_and_bias", False) else decay).append(p)
+        return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.parameter_groups()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(hp.warmup_steps * total) if hp.warmup_steps < 1 else int(hp.warmup_steps)
+        start = hp.get("warmup_start_ratio", 0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio, start))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class SemiSupervisedModule(VideoModule):
+    """Base of every ssvar classifier (the semi-supervised methods and Supervised).
+
+    A method overrides :meth:`views` (what it needs from each sample) and :meth:`train_step`
+    (one iteration, returning a :class:`~ssvar.methods.step.StepOutput`); methods with EMA
+    teachers declare them in :meth:`teachers`, methods with several classifiers in
+    :meth:`networks`. Everything else is inherited.
+
+    Args:
+        dropout: dropout before the linear head.
+        label_smoothing: label smoothing of the supervised cross-entropy.
+        test_average: average ``"prob"`` (softmax) or ``"logit"`` scores over test views.
+        **kwargs: :class:`VideoModule` arguments (backbone, num_classes, optimiser, schedule,
+            normalisation, ``init_backbone_from``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        dropout: float = 0.5,
+        label_smoothing: float = 0.0,
+        test_average: Literal["prob", "logit"] = "prob",
+        **kwargs,
+    ):
+        if test_average not in ("prob", "logit"):
+            raise ValueError(f"test_average must be 'prob' or 'logit', got {test_average!r}")
+        super().__init__(backbone, num_classes, **kwargs)
+        self.head = ClassifierHead(backbone.feature_dim, num_classes, dropout)
+        # Confident pseudo-labels per class over the current epoch (monitoring only).
+        self.register_buffer("pl_class_counts", torch.zeros(num_classes), persistent=False)
+        # Pseudo-label accuracy by confidence bin over the current epoch (reliability diagram;
+        # read by ssvar.callbacks.PseudoLabelReliability, summarised as train/pl_ece).
+        self.pl_calibration = CalibrationBins(10)
+        self._skipped_videos: dict[str, list[str]] = {}  # evaluation videos left out, per stage
+        self.confusion_matrix: torch.Tensor | None = None
+        self.test_figure_paths: list[str] = []
+        self.val_metrics = self._metrics("val")
+        self.test_metrics = self._metrics("test")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    # -- what a method declares -------------------------------------------------------------
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
+        """One training iteration: the loss terms and what they were computed from.
+
+        ``labeled`` holds the labelled views and ``label``; ``unlabeled`` the unlabelled views,
+        never their labels (empty when the method loads no unlabelled data). Default: the
+        supervised cross-entropy of the weak labelled view (Supervised)."""
+        logits = self(labeled["weak"])
+        return StepOutput({"supervised": self.supervised_loss(logits, labeled["label"])}, logits)
+
+    def networks(self) -> dict[str, Network]:
+        """The classifiers this method trains, by name; ``"primary"`` is the one used at test
+        and prediction time. Default: the backbone and head. The base forwards each network's
+        view for Precise-BN and, when a network sets its own ``lr``, gives each its own
+        parameter groups."""
+        return {"primary": Network(Classifier(self.backbone, self.head))}
+
+    # -- shared pieces a method's step uses ---------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a normalised clip batch ``[B, C, T, H, W]``."""
+        return self.head(self.backbone(x))
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the labelled clips (with the configured label smoothing)."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+
+    def forward_joint(self, *clips: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One forward pass of several clip batches concatenated, logits split back.
+
+        BatchNorm then normalises labelled and unlabelled clips with the statistics of the one
+        mixed batch and its running statistics see that mix, as in the reference FixMatch code
+        (separate passes give each view its own batch statistics); one pass is also cheaper."""
+        return self(torch.cat(clips)).split([c.shape[0] for c in clips])
+
+    def classifier(self) -> Classifier:
+        """The student as one module sharing this method's backbone and head (not registered)."""
+        return Classifier(self.backbone, self.head)
+
+    def inference_model(self) -> nn.Module:
+        """The network used at test and prediction time (``networks()["primary"]``)."""
+        return self.networks()["primary"].model
+
+    @torch.no_grad()
+    def precise_bn_forward(self, batch: TrainBatch) -> None:
+        """Each network of :meth:`networks` (with ``precise_bn``) on its view of the labelled and
+        unlabelled clips."""
+        for net in self.networks().values():
+            if not net.precise_bn:
+                continue
+            for part in ("labeled", "unlabeled"):
+                views = batch.get(part) or {}
+                if net.view in views:
+                    net.model(views[net.view])
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        labeled, unlabeled = batch["labeled"], batch.get("unlabeled") or {}
+        y = labeled["label"]
+        # The method sees the unlabelled batch without its true labels.
+        out = self.train_step(labeled, _without_hidden(unlabeled) if unlabeled else {})
+        loss = sum(out.losses.values())
+        bs = y.shape[0]
+        self._log_train(loss, out.losses, bs)
+        self.log("train/acc1_labeled", (out.logits.argmax(1) == y).float().mean(), batch_size=bs)
+        hidden = unlabeled.get("hidden_label")
+        if out.pseudo_labels is not None:
+            self._log_pseudo_label_quality(out.pseudo_labels, hidden)
+        for tag, pl in out.extra_pseudo_labels.items():
+            self._log_pseudo_label_quality(pl, hidden, tag)
+        for name, value in out.logs.items():
+            self.log(name if "/" in name else f"train/{name}", value, batch_size=bs)
         return loss
 
     @torch.no_grad()
@@ -314,12 +440,6 @@ class SemiSupervisedModule(L.LightningModule):
             if n_ck:
                 self.log(pre + "acc_confident", correct[ck].mean(), batch_size=n_ck)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # Idempotent per optimiser step: ResumeCheckpoints calls it before a mid-epoch save (the
-        # callbacks' `on_train_batch_end` runs before this one), so the checkpoint holds the moved
-        # teachers and this call is then a no-op.
-        self.update_teachers()
-
     def on_train_epoch_start(self) -> None:
         # Reset at the start, not the end, so callbacks can read the finished epoch at its end.
         self.pl_calibration.reset()
@@ -338,7 +458,42 @@ class SemiSupervisedModule(L.LightningModule):
             self.log("train/pl_classes_covered", (counts > 0).float().sum(), sync_dist=True, reduce_fx="max")
         counts.zero_()
 
+    # -- optimisation ---------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """Default groups (:meth:`VideoModule.parameter_groups`), or, when a network of
+        :meth:`networks` sets its own ``lr``, two groups per network (``<name>`` and
+        ``<name>_no_decay``) with that network's learning rate."""
+        nets = self.networks()
+        if all(n.lr is None for n in nets.values()):
+            return super().parameter_groups()
+        lr = self.hparams.lr
+        return co_training_param_groups(
+            self,
+            {name: [n.model, *n.trains_with] for name, n in nets.items()},
+            {name: n.lr if n.lr is not None else lr for name, n in nets.items()},
+            self.hparams.weight_decay,
+        )
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """:meth:`VideoModule.configure_callbacks` and the test figures
+        (:class:`~ssvar.callbacks.TestFigures`)."""
+        from ssvar.callbacks import TestFigures
+
+        return super().configure_callbacks() + self._missing_callbacks([TestFigures()])
+
     # -- evaluation -----------------------------------------------------------------------
+    def _metrics(self, stage: str) -> MetricCollection:
+        m = {
+            "acc1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+            "mean_class_acc": MulticlassAccuracy(self.num_classes, average="macro"),
+        }
+        if self.num_classes > 5:
+            m["acc5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
+        # No compute groups: torchmetrics merges metrics whose states are equal after the first
+        # update, and top-5 (micro) and mean class accuracy (macro) have states of one shape, so a
+        # degenerate first batch made mean class accuracy report top-5 for the whole run.
+        return MetricCollection(m, compute_groups=False)
+
     def _view_logits(self, video: torch.Tensor) -> torch.Tensor:
         """Scores of ``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]`` averaged over the V views."""
         if video.dim() == 5:
@@ -382,7 +537,7 @@ class SemiSupervisedModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_skipped("val")
-        name = self._view_name("val")
+        name = self.view_name("val")
         for k, v in self.val_metrics.compute().items():
             self.log(f"val/{k}_{name}", v, prog_bar=(k == "acc1"), sync_dist=False)
         self.val_metrics.reset()
@@ -396,33 +551,12 @@ class SemiSupervisedModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_skipped("test")
-        name = self._view_name("test")
+        name = self.view_name("test")
         for k, v in self.test_metrics.compute().items():
             self.log(f"test/{k}_{name}", v, sync_dist=False)
-        self.confusion_matrix = self.test_confusion.compute().cpu()
+        self.confusion_matrix = self.test_confusion.compute().cpu()  # drawn by TestFigures
         self.test_metrics.reset()
         self.test_confusion.reset()
-        if self.trainer.is_global_zero:
-            self._save_test_figures(name)
-
-    def _save_test_figures(self, views: str) -> None:
-        """Confusion matrix and per-class accuracy as PNG next to the logs, and to the logger."""
-        from ssvar.plots import log_figure, plot_confusion_matrix, plot_per_class_accuracy
-
-        from ssvar.callbacks import run_dir
-
-        out_dir = run_dir(self.trainer)  # the run's own versioned folder, whatever the logger
-        os.makedirs(out_dir, exist_ok=True)
-        figs = {
-            f"test/confusion_matrix_{views}": plot_confusion_matrix(self.confusion_matrix, self.class_names),
-            f"test/per_class_accuracy_{views}": plot_per_class_accuracy(self.confusion_matrix, self.class_names),
-        }
-        self.test_figure_paths = []
-        for tag, fig in figs.items():
-            path = os.path.join(out_dir, tag.replace("/", "_") + ".png")
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            self.test_figure_paths.append(path)
-            log_figure(self.logger, tag, fig, self.global_step)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         skipped = list(batch.get("skipped") or [])
@@ -432,136 +566,25 @@ class SemiSupervisedModule(L.LightningModule):
         probs = scores if self.hparams.test_average == "prob" else scores.softmax(-1)
         return {"index": batch["index"], "probs": probs, "skipped": skipped}
 
-    def _view_name(self, stage: str) -> str:
-        """Metric suffix saying how many views were averaged: ``1view`` or ``{clips}x{crops}``."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "test" and dm is not None and hasattr(dm, "test_clips"):
-            return f"{dm.test_clips}x{dm.test_crops}"
-        return "1view"
 
-    # -- weights from a previous stage ------------------------------------------------------
-    def load_initial_weights(self) -> None:
-        """Load the weights other runs produced (``init_backbone_from``). Called when the first
-        fit of this module starts (``on_fit_start``), unless a checkpoint was restored: a resumed
-        run, or a model loaded from a checkpoint, already holds every weight and never needs those
-        files again. Methods with more networks (frozen teachers) extend it."""
-        if self.hparams.get("init_backbone_from"):
-            load_weights(self.backbone, self.hparams.init_backbone_from, self.hparams.init_backbone_prefix)
-
-    def on_fit_start(self) -> None:
-        # After any checkpoint restore (which happens between `setup` and here).
-        if getattr(self, "_initial_weights_pending", False):
-            self.load_initial_weights()
-            self._initial_weights_loaded = True
-            self._initial_weights_pending = False
-
-    # -- checkpoints ------------------------------------------------------------------------
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
-        """Lightning's ``load_from_checkpoint``, without reading the backbone's initial weights
-        file (``checkpoint:``) again: the trained checkpoint holds every weight."""
-        from ssvar.models.backbones import restoring_trained_weights
-
-        with restoring_trained_weights():
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
-    def configure_callbacks(self) -> list[L.Callback]:
-        """A resumable ``last.ckpt`` (epoch ends, every 500 steps, on SIGINT/SIGTERM) written
-        atomically, unless the trainer already has a :class:`~ssvar.checkpointing.ResumeCheckpoints`
-        (configure it there to change the interval)."""
-        from ssvar.checkpointing import ResumeCheckpoints
-
-        if self._trainer is not None and any(isinstance(c, ResumeCheckpoints) for c in self.trainer.callbacks):
-            return []
-        return [ResumeCheckpoints()]
-
-    # -- class names, carried in checkpoints ------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and not getattr(self, "_initial_weights_loaded", False):
-            self._initial_weights_pending = True  # loaded in on_fit_start unless a checkpoint is restored
-        dm = getattr(self.trainer, "datamodule", None)
-        names = getattr(dm, "classes", None)
-        if names:
-            if len(names) != self.num_classes:
-                raise ValueError(
-                    f"the data has {len(names)} classes but the model was built for num_classes={self.num_classes}"
-                )
-            self.class_names = list(names)
-        if dm is not None and hasattr(dm, "num_frames") and hasattr(dm, "augment"):
-            self.clip_settings = {
-                "num_frames": int(dm.num_frames),
-                "stride": int(dm.stride),
-                "crop_size": int(dm.augment.crop_size),
-                "short_side": int(dm.short_side or round(dm.augment.crop_size * 8 / 7)),
-                "test_clips": int(dm.test_clips),
-                "test_crops": int(dm.test_crops),
-            }
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ssvar_class_names"] = list(self.class_names)
-        checkpoint["ssvar_clip_settings"] = dict(self.clip_settings)
-        checkpoint["ssvar_method_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        checkpoint["ssvar_decode_failures"] = self.decode_failures
-        # Global RNG states: the next epoch's worker seeds and augmentations continue exactly.
-        # Stored as tensors and plain lists so checkpoints load with torch.load(weights_only=True).
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        version, pystate, pygauss = random.getstate()
-        checkpoint["ssvar_rng"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": [version, list(pystate), pygauss],
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # The checkpoint holds every weight: the initial weights files are not read again.
-        self._initial_weights_loaded, self._initial_weights_pending = True, False
-        self.class_names = checkpoint.get("ssvar_class_names", self.class_names)
-        self.clip_settings = checkpoint.get("ssvar_clip_settings", self.clip_settings)
-        self.decode_failures = checkpoint.get("ssvar_decode_failures", 0)
-        rng = checkpoint.get("ssvar_rng")
-        if rng is not None:
-            # Restored here, before the fit loop builds the next epoch's iterator (which draws the
-            # workers' seeds and, with no workers, the augmentations), as in an uninterrupted run.
-            torch.set_rng_state(rng["torch"])
-            kind, keys, pos, has_gauss, gauss = rng["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            version, pystate, pygauss = rng["python"]
-            random.setstate((version, tuple(pystate), pygauss))
-
-    # -- optimisation ---------------------------------------------------------------------
-    def parameter_groups(self) -> list[dict]:
-        """The optimiser's parameter groups. Default: weight decay on weights, none on norms and
-        biases (``decay_norm_and_bias=True``: on everything, as MMAction2). Methods with several networks override this (e.g. one learning rate per network,
-        :func:`ssvar.components.co_training.co_training_param_groups`); a group's own ``lr`` is
-        scaled by the schedule like the default one."""
-        decay, no_decay = [], []
-        for n, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim <= 1 and not self.hparams.get("decay_norm_and_bias", False) else decay).append(p)
-        return [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        groups = self.parameter_groups()
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
-        else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = int(hp.warmup_steps * total) if hp.warmup_steps < 1 else int(hp.warmup_steps)
-        start = hp.get("warmup_start_ratio", 0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp.min_lr_ratio, start))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class SelfSupervisedPretraining(SemiSupervisedModule):
+class SelfSupervisedPretraining(VideoModule):
     """Base of the self-supervised pretraining stages (:class:`~ssvar.methods.TimeBalancePretrain`,
     :class:`~ssvar.methods.ClipContrastive`): no classifier, unlabelled views only, and one
     method to write, :meth:`pretext_losses`. Validation does nothing and testing is an error:
-    a pretrained backbone is evaluated by starting a method from it (``init_backbone_from``)."""
+    a pretrained backbone is evaluated by starting a method from it (``init_backbone_from``).
 
-    def pretext_losses(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    Args:
+        **kwargs: :class:`VideoModule` arguments. ``dropout``, ``label_smoothing`` and
+            ``test_average`` (classifier settings that checkpoints of ssvar 0.1 stored for
+            pretraining runs too) are accepted and ignored, so those checkpoints keep loading.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, **kwargs):
+        for legacy in ("dropout", "label_smoothing", "test_average"):
+            kwargs.pop(legacy, None)
+        super().__init__(backbone, num_classes, **kwargs)
+
+    def pretext_losses(self, views: UnlabeledViews) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one batch of normalised unlabelled views."""
         raise NotImplementedError
 
@@ -569,24 +592,16 @@ class SelfSupervisedPretraining(SemiSupervisedModule):
         """Pooled backbone features (there is no classifier in pretraining)."""
         return self.backbone(x)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         views = batch["unlabeled"]
         losses = self.pretext_losses(views)
         loss = sum(losses.values())
-        bs = next(iter(views.values())).shape[0]
-        for name, v in losses.items():
-            self.log(f"train/loss_{name}", v, batch_size=bs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0, batch_size=bs)
-        self.log("data/decode_failures", float(self.decode_failures), batch_size=bs, reduce_fx="max")
+        self._log_train(loss, losses, next(iter(views.values())).shape[0])
         return loss
 
     # No classifier: nothing to validate, test or predict.
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         return None
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_metrics.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         raise RuntimeError(
@@ -594,9 +609,9 @@ class SelfSupervisedPretraining(SemiSupervisedModule):
             "init_backbone_from (TimeBalance: fine-tune a teacher, stage 2)"
         )
 
-    def precise_bn_forward(self, batch: dict) -> None:
-        with torch.no_grad():
-            self.pretext_losses(batch["unlabeled"])
+    @torch.no_grad()
+    def precise_bn_forward(self, batch: TrainBatch) -> None:
+        self.pretext_losses(batch["unlabeled"])
 
 
 def _backbone_config_given() -> bool:

@@ -119,7 +119,6 @@ class ClipContrastive(SelfSupervisedPretraining):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
         if num_frames < 2 or num_frames % 2:
             raise ValueError(f"num_frames must be even and >= 2, got {num_frames}")
-        self.head = None  # no classifier in pretraining; the methods that start from it add theirs
         self.projector = ProjectionHead(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True)
         self.temperature = temperature
         self.time_weight = time_weight

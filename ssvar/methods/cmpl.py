@@ -1,4 +1,5 @@
-"""CMPL: cross-model pseudo-labelling (Xu et al., CVPR 2022, arXiv 2112.09690; methods.md section 7).
+"""CMPL: cross-model pseudo-labelling (Xu et al., CVPR 2022, arXiv 2112.09690;
+docs/methods/cmpl.md).
 
 A primary model F (3D-ResNet-50) and a small, low-capacity auxiliary 3D-CNN A are trained together;
 each one's confident prediction on the weak view of an unlabelled clip is the pseudo-label of the
@@ -13,7 +14,7 @@ each one's confident prediction on the weak view of an unlabelled clip is the ps
 
 Only F is used for validation, testing and prediction.
 
-Which auxiliary: the sources disagree (methods.md 7(e)). SeFAR's table and CMPL's project page
+Which auxiliary: the sources disagree (docs/methods/cmpl.md). SeFAR's table and CMPL's project page
 ("a tiny model using a lower channel capacity") read it as a 3D-ResNet-50 with 1/4 of the channels
 ("R50-1/4"); ActNetFormer's table lists "3D-ResNet50 + 3D-ResNet18". ssvar defaults to the
 former, ``SlowOnlyR50(width_multiplier=0.25)`` (~2.0M parameters, 512-d features); pass
@@ -25,16 +26,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssvar.components.co_training import CrossPseudoLabeler, co_training_param_groups, forward_parts
+from ssvar.components.co_training import CrossPseudoLabeler, forward_parts
 from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.schedules import WeightSchedule
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
+from ssvar.models.backbones import check_backbone
+from ssvar.models.heads import Classifier, ClassifierHead
 
 
 class CMPL(SemiSupervisedModule):
     """Cross-model pseudo-labelling of a primary and a small auxiliary 3D-CNN.
 
-    CMPL's own hyperparameters could not be read (methods.md 7(c)-(d)); the defaults are those of
+    CMPL's own hyperparameters could not be read (docs/methods/cmpl.md); the defaults are those of
     ActNetFormer, which follows CMPL's protocol (assumption): threshold 0.8, ``lambda_u`` 2,
     labelled : unlabelled 1 : 5 (the data module's ``mu``), SGD momentum 0.9, weight decay 1e-3.
 
@@ -76,19 +81,18 @@ class CMPL(SemiSupervisedModule):
             from ssvar.models import SlowOnlyR50
 
             aux_backbone = SlowOnlyR50(width_multiplier=0.25)
-        if not hasattr(aux_backbone, "feature_dim"):
-            raise TypeError(f"aux_backbone {type(aux_backbone).__name__} has no feature_dim attribute; use an ssvar.models backbone")
+        check_backbone(aux_backbone, "aux_backbone", "CMPL")
         if lambda_u < 0:
             raise ValueError(f"lambda_u must be >= 0, got {lambda_u}")
         if aux_lr is not None and aux_lr <= 0:
             raise ValueError(f"aux_lr must be > 0, got {aux_lr}")
         self.aux_backbone = aux_backbone
         drop = self.hparams.dropout if aux_dropout is None else aux_dropout
-        self.aux_head = nn.Sequential(nn.Dropout(drop), nn.Linear(aux_backbone.feature_dim, num_classes))
+        self.aux_head = ClassifierHead(aux_backbone.feature_dim, num_classes, drop)
         self.cross_pl = CrossPseudoLabeler(threshold, pseudo_labeler)
         self.lambda_u = lambda_u
         self.aux_lr = aux_lr
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         return {
@@ -96,20 +100,17 @@ class CMPL(SemiSupervisedModule):
             "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
         }
 
-    def aux_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the auxiliary model (training and diagnostics only)."""
-        return self.aux_head(self.aux_backbone(x))
+    def networks(self) -> dict[str, Network]:
+        # F is deployed; A has its own parameter groups (and learning rate).
+        lr = self.aux_lr if self.aux_lr is not None else self.hparams.lr
+        return {
+            "primary": Network(Classifier(self.backbone, self.head), lr=self.hparams.lr),
+            "auxiliary": Network(Classifier(self.aux_backbone, self.aux_head), lr=lr),
+        }
 
-    @torch.no_grad()
-    def precise_bn_forward(self, batch: dict) -> None:
-        for part in ("labeled", "unlabeled"):
-            views = batch.get(part) or {}
-            if "weak" in views:
-                self(views["weak"])
-                self.aux_forward(views["weak"])
-
-    def compute_losses(self, labeled: dict, unlabeled: dict):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
         y = labeled["label"]
+        aux = self.networks()["auxiliary"].model
         parts = [labeled["weak"]] + ([unlabeled["strong"]] if unlabeled else [])
         # 1. one forward per model over the clips that get gradients; the weak clips only give
         #    targets, so they go through both models without gradient (as in FixMatch)
@@ -117,27 +118,18 @@ class CMPL(SemiSupervisedModule):
         _, za = forward_parts(self.aux_backbone, self.aux_head, parts)
         # 2. supervised, both models
         ls_f, ls_a = self.supervised_loss(zf[0], y), self.supervised_loss(za[0], y)
-        losses = {"supervised": ls_f + ls_a}
+        out = StepOutput(
+            {"supervised": ls_f + ls_a}, zf[0],
+            logs={"loss_supervised_aux": ls_a, "acc1_labeled_aux": (za[0].argmax(1) == y).float().mean()},
+        )
         if unlabeled:
             with torch.no_grad():
-                wf, wa = self(unlabeled["weak"]), self.aux_forward(unlabeled["weak"])
+                wf, wa = self(unlabeled["weak"]), aux(unlabeled["weak"])
             # 3. each model labels the other's strong clip
             cross = self.cross_pl(wf, wa, zf[1], za[1], self.global_step)
-            self.monitor_pseudo_labels(cross.from_b)  # A's labels, which the deployed model F learns
-            self.monitor_pseudo_labels(cross.from_a, tag="from_primary")
-            on = 1.0 if self.global_step >= self.unsup_warmup_iterations() else 0.0
-            losses["unsupervised"] = on * self.lambda_u * (cross.loss_a + cross.loss_b)
-        if self._trainer is not None:
-            bs = y.shape[0]
-            self.log("train/loss_supervised_aux", ls_a, batch_size=bs)
-            self.log("train/acc1_labeled_aux", (za[0].argmax(1) == y).float().mean(), batch_size=bs)
-        return losses, zf[0]
-
-    def parameter_groups(self) -> list[dict]:
-        lr = self.hparams.lr
-        return co_training_param_groups(
-            self,
-            {"primary": [self.backbone, self.head], "auxiliary": [self.aux_backbone, self.aux_head]},
-            {"primary": lr, "auxiliary": self.aux_lr if self.aux_lr is not None else lr},
-            self.hparams.weight_decay,
-        )
+            # 4. L = L_s + lambda_u (L_u^F + L_u^A)
+            weight = self.lambda_u * self.unsup_schedule(self.global_step, self.total_steps())
+            out.losses["unsupervised"] = weight * (cross.loss_a + cross.loss_b)
+            out.pseudo_labels = cross.from_b  # A's labels, which the deployed model F learns
+            out.extra_pseudo_labels["from_primary"] = cross.from_a
+        return out

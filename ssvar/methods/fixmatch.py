@@ -1,4 +1,5 @@
-"""FixMatch for video (Sohn et al. 2020; video form as in LTG's code, methods.md section 6).
+"""FixMatch for video (Sohn et al., NeurIPS 2020; the video form of LTG's code,
+docs/methods/fixmatch.md).
 
 Per iteration:
 
@@ -20,9 +21,11 @@ import torch
 from torch import nn
 
 from ssvar.components.ema import EMATeacher
-from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
+from ssvar.components.schedules import WeightSchedule
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
 
 
 class FixMatch(SemiSupervisedModule):
@@ -59,7 +62,7 @@ class FixMatch(SemiSupervisedModule):
         self.pseudo_labeler = pseudo_labeler or PseudoLabeler(threshold=threshold)
         self.teacher = teacher.attach(self.classifier()) if teacher is not None else None
         self.lambda_u = lambda_u
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
         self.joint_forward = joint_forward
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
@@ -68,28 +71,29 @@ class FixMatch(SemiSupervisedModule):
             "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
         }
 
-    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        if not unlabeled or not self.joint_forward:
-            return super().compute_losses(labeled, unlabeled)  # two passes: base + unsupervised_loss
-        pl = self.pseudo_labels(unlabeled["weak"])
-        logits, logits_strong = self.forward_joint(labeled["weak"], unlabeled["strong"])
-        losses = {"supervised": self.supervised_loss(logits, labeled["label"]), "unsupervised": self.unlabeled_term(logits_strong, pl)}
-        return losses, logits
+    def teachers(self) -> list[tuple[EMATeacher, nn.Module]]:
+        return super().teachers() + ([(self.teacher, self.classifier())] if self.teacher is not None else [])
 
-    def pseudo_labels(self, weak: torch.Tensor):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
+        if not unlabeled:
+            return super().train_step(labeled, unlabeled)
+        if self.joint_forward:  # 2., then 1. and 3. in one student pass
+            pl = self.pseudo_labels(unlabeled["weak"])
+            logits, logits_strong = self.forward_joint(labeled["weak"], unlabeled["strong"])
+        else:  # 1., 2., 3.: the student's two passes around the pseudo-labels
+            logits = self(labeled["weak"])
+            pl = self.pseudo_labels(unlabeled["weak"])
+            logits_strong = self(unlabeled["strong"])
+        # 4. L = L_s + lambda_u * L_u, with L_u off during the warm-up
+        weight = self.lambda_u * self.unsup_schedule(self.global_step, self.total_steps())
+        losses = {
+            "supervised": self.supervised_loss(logits, labeled["label"]),
+            "unsupervised": weight * self.pseudo_labeler.loss(logits_strong, pl),
+        }
+        return StepOutput(losses, logits, pseudo_labels=pl)
+
+    def pseudo_labels(self, weak: torch.Tensor) -> PseudoLabels:
         """Step 2: targets from the weak view (teacher or the model itself), never with gradients."""
         with torch.no_grad():
             logits_weak = self.teacher(weak) if self.teacher is not None else self(weak)
-        pl = self.pseudo_labeler(logits_weak, self.global_step)
-        self.monitor_pseudo_labels(pl)
-        return pl
-
-    def unlabeled_term(self, logits_strong: torch.Tensor, pl) -> torch.Tensor:
-        """Step 3-4: masked cross-entropy of the strong view, weighted (0 during the warm-up)."""
-        weight = self.lambda_u if self.global_step >= self.unsup_warmup_iterations() else 0.0
-        return weight * self.pseudo_labeler.loss(logits_strong, pl)
-
-    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The unlabelled loss alone (separate student pass on the strong view)."""
-        pl = self.pseudo_labels(unlabeled["weak"])
-        return {"unsupervised": self.unlabeled_term(self(unlabeled["strong"]), pl)}
+        return self.pseudo_labeler(logits_weak, self.global_step)

@@ -1,4 +1,4 @@
-"""Mean Teacher (Tarvainen & Valpola 2017) for video clips.
+"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017) for video clips (docs/methods/mean_teacher.md).
 
 Per iteration:
 
@@ -16,7 +16,6 @@ one batch (BatchNorm sees one mixed batch, as in FixMatch's reference code); def
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -25,8 +24,10 @@ from torch import nn
 
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.schedules import WeightSchedule
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
 
 
 class MeanTeacher(SemiSupervisedModule):
@@ -66,7 +67,7 @@ class MeanTeacher(SemiSupervisedModule):
             raise ValueError(f"consistency must be 'mse' or 'kl', got {consistency!r}")
         self.teacher = (teacher or EMATeacher(decay=0.99, schedule="rampup")).attach(self.classifier())
         self.consistency_weight = consistency_weight
-        self.rampup_steps = rampup_steps
+        self.rampup = WeightSchedule(rampup=rampup_steps, shape="sigmoid")
         self.consistency = consistency
         self._monitor = PseudoLabeler(threshold=monitor_threshold)
         self.joint_forward = joint_forward
@@ -77,33 +78,29 @@ class MeanTeacher(SemiSupervisedModule):
             "unlabeled": {"weak": ViewSpec("weak"), "strong": ViewSpec("strong", same_as="weak")},
         }
 
-    def rampup(self, step: int) -> float:
-        length = self.rampup_steps * self._total_steps() if self.rampup_steps < 1 else self.rampup_steps
-        if length <= 0:
-            return 1.0
-        t = min(1.0, step / length)
-        return math.exp(-5.0 * (1.0 - t) ** 2)
+    def teachers(self) -> list[tuple[EMATeacher, nn.Module]]:
+        return super().teachers() + [(self.teacher, self.classifier())]
 
-    def compute_losses(self, labeled: dict, unlabeled: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        if not unlabeled or not self.joint_forward:
-            return super().compute_losses(labeled, unlabeled)
-        teacher_logits = self.teacher(unlabeled["weak"])
-        logits, student_logits = self.forward_joint(labeled["weak"], unlabeled["strong"])
-        losses = {"supervised": self.supervised_loss(logits, labeled["label"]), "consistency": self.consistency_term(student_logits, teacher_logits)}
-        return losses, logits
-
-    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        teacher_logits = self.teacher(unlabeled["weak"])
-        return {"consistency": self.consistency_term(self(unlabeled["strong"]), teacher_logits)}
-
-    def consistency_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """Steps 2-4: the ramped-up consistency between student (strong) and teacher (weak)."""
-        self.monitor_pseudo_labels(self._monitor(teacher_logits))
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
+        if not unlabeled:
+            return super().train_step(labeled, unlabeled)
+        if self.joint_forward:  # 2., then 1. and 3. in one student pass
+            teacher_logits = self.teacher(unlabeled["weak"])
+            logits, student_logits = self.forward_joint(labeled["weak"], unlabeled["strong"])
+        else:
+            logits = self(labeled["weak"])
+            teacher_logits = self.teacher(unlabeled["weak"])
+            student_logits = self(unlabeled["strong"])
+        # 4. the ramped-up consistency between student (strong) and teacher (weak)
         target = teacher_logits.softmax(dim=1)
         if self.consistency == "mse":
-            loss = (student_logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
+            consistency = (student_logits.softmax(dim=1) - target).pow(2).sum(dim=1).mean()
         else:
-            loss = F.kl_div(student_logits.log_softmax(dim=1), target, reduction="batchmean")
-        weight = self.consistency_weight * self.rampup(self.global_step)
-        self.log("train/consistency_weight", weight, batch_size=student_logits.shape[0])
-        return weight * loss
+            consistency = F.kl_div(student_logits.log_softmax(dim=1), target, reduction="batchmean")
+        weight = self.consistency_weight * self.rampup(self.global_step, self.total_steps())
+        return StepOutput(
+            {"supervised": self.supervised_loss(logits, labeled["label"]), "consistency": weight * consistency},
+            logits,
+            pseudo_labels=self._monitor(teacher_logits),  # monitoring only: no effect on the loss
+            logs={"consistency_weight": weight},
+        )

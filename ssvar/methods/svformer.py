@@ -1,4 +1,4 @@
-"""SVFormer (Xing et al., CVPR 2023; methods.md section 8): an EMA-teacher TimeSformer with
+"""SVFormer (Xing et al., CVPR 2023; docs/methods/svformer.md): an EMA-teacher TimeSformer with
 Tube TokenMix and temporal warping.
 
 Per iteration (as the released ``train_net_emamix.py``):
@@ -20,7 +20,6 @@ Per iteration (as the released ``train_net_emamix.py``):
 
 from __future__ import annotations
 
-import inspect
 from typing import Literal
 
 import torch
@@ -29,17 +28,20 @@ from torch import nn
 
 from ssvar.components.ema import EMATeacher
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
+from ssvar.components.schedules import WeightSchedule
 from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.transforms import TemporalWarp
 from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
+from ssvar.models.backbones import check_backbone
 
 
 class SVFormer(SemiSupervisedModule):
     """SVFormer: EMA teacher on the weak view, student on the warped strong view, Tube TokenMix.
 
     Defaults follow the released code (its missing config keys take the values an earlier commit
-    hard-codes, methods.md 8(d)).
+    hard-codes; docs/methods/svformer.md).
 
     Args:
         backbone: a token backbone whose ``forward`` takes ``token_hook`` (``ssvar.models.TimeSformer``);
@@ -58,7 +60,7 @@ class SVFormer(SemiSupervisedModule):
             probabilities, see :class:`TemporalWarp`; released: 0, 2 or 4 anchors, equal odds);
             ``warp_anchors=[0]`` switches warping off.
         strong_randaugment: add RandAugment to the strong view. False by default: the released
-            code has it but it never runs (methods.md 8(b) step 2).
+            code has it but it never runs (docs/methods/svformer.md).
         input_dropout: channel dropout on the strong clip before the student (``dropout2d`` on
             the ``[B, C, T, H, W]`` input in the released code: a whole colour channel of a clip
             is zeroed), 0.2.
@@ -94,11 +96,7 @@ class SVFormer(SemiSupervisedModule):
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
-        if "token_hook" not in inspect.signature(backbone.forward).parameters:
-            raise TypeError(
-                f"backbone: SVFormer mixes patch tokens, so the backbone's forward must take token_hook "
-                f"(ssvar.models.TimeSformer does); {type(backbone).__name__} does not"
-            )
+        check_backbone(backbone, "backbone", "SVFormer", needs=("token_hook",))  # Tube TokenMix edits patch tokens
         if strong_window not in ("different", "same"):
             raise ValueError(f"strong_window must be 'different' or 'same', got {strong_window!r}")
         if mix_loss not in ("mse", "ce"):
@@ -120,7 +118,7 @@ class SVFormer(SemiSupervisedModule):
         self.strong_randaugment = strong_randaugment
         self.input_dropout = input_dropout
         self.mix_loss = mix_loss
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         warp = None if set(self.temporal_warp.anchors) == {0} else self.temporal_warp
@@ -139,11 +137,17 @@ class SVFormer(SemiSupervisedModule):
         targets = torch.where(pl.mask[:, None] > 0, onehot, pl.probs)
         return mix.mix(targets), mix.mix(pl.mask)
 
-    def unsupervised_loss(self, unlabeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def teachers(self) -> list[tuple[EMATeacher, nn.Module]]:
+        return super().teachers() + [(self.teacher, self.classifier())]
+
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
+        # 1. supervised cross-entropy on the labelled clips
+        out = super().train_step(labeled, unlabeled)
+        if not unlabeled:
+            return out
         step = self.global_step
         # 2. Teacher on the weak view.
-        pl = self.pseudo_labeler(self.teacher(unlabeled["weak"]), step)
-        self.monitor_pseudo_labels(pl)
+        pl = out.pseudo_labels = self.pseudo_labeler(self.teacher(unlabeled["weak"]), step)
         # 3. Student on the (already warped) strong view after channel dropout.
         strong = unlabeled["strong"]
         if self.input_dropout > 0:
@@ -158,7 +162,8 @@ class SVFormer(SemiSupervisedModule):
         else:
             per_clip = -(y_mix * logits_mix.float().log_softmax(dim=1)).sum(dim=1)
         loss_mix = (per_clip * m_mix).mean()
-        if self._trainer is not None:
-            self.log("train/mix_ratio", mix.ratio, batch_size=strong.shape[0])
-        on = 1.0 if step >= self.unsup_warmup_iterations() else 0.0
-        return {"unsupervised": on * self.gamma1 * loss_un, "mix": on * self.gamma2 * loss_mix}
+        # 5. L = L_s + gamma1 L_un + gamma2 L_mix (unlabelled terms off during the warm-up)
+        on = self.unsup_schedule(step, self.total_steps())
+        out.losses.update(unsupervised=on * self.gamma1 * loss_un, mix=on * self.gamma2 * loss_mix)
+        out.logs["mix_ratio"] = mix.ratio
+        return out

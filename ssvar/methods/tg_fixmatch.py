@@ -1,4 +1,4 @@
-"""TG-FixMatch: learning from temporal gradient (Xiao et al., CVPR 2022; methods.md section 3).
+"""TG-FixMatch: learning from temporal gradient (Xiao et al., CVPR 2022; docs/methods/tg_fixmatch.md).
 
 Two networks of the same architecture, one on RGB clips and one on their temporal gradient (TG,
 computed on the device from the decoded frames). Per iteration:
@@ -31,10 +31,13 @@ from torch import nn
 
 from ssvar.components.contrastive import CrossModalContrastive
 from ssvar.components.pseudo_label import PseudoLabeler
+from ssvar.components.schedules import WeightSchedule
 from ssvar.components.temporal_gradient import split_rgb_tg
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
-from ssvar.models.backbones import VideoBackbone
+from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
+from ssvar.models.backbones import VideoBackbone, check_backbone
+from ssvar.models.heads import Classifier, ClassifierHead
 
 
 def feature_alignment(rgb_stages: list[torch.Tensor], tg_stages: list[torch.Tensor]) -> torch.Tensor:
@@ -68,7 +71,7 @@ class TGFixMatch(SemiSupervisedModule):
         tg_backbone: the TG network (same architecture); default: a copy of ``backbone`` with
             freshly initialised weights.
         threshold: confidence threshold of the averaged pseudo-labels (LTG's released configs: 0.3;
-            the paper's stated value could not be read, methods.md 3(h)).
+            the paper's stated value could not be read, docs/methods/tg_fixmatch.md).
         tg_offset: frame offset of the temporal gradient: 1 = consecutive frames (LTG); the clip
             stride gives the "slow TG" ablation.
         lambda_u: weight of the unlabelled loss.
@@ -120,17 +123,13 @@ class TGFixMatch(SemiSupervisedModule):
                 stacklevel=2,
             )
         super().__init__(backbone, num_classes, **kwargs)
-        if not hasattr(backbone, "forward_stages") or not getattr(backbone, "stage_dims", None):
-            raise ValueError(
-                f"TGFixMatch aligns per-stage features: backbone {type(backbone).__name__} has no forward_stages/stage_dims "
-                "(use a 3D-CNN such as Tiny3D, R3D18 or SlowOnlyR50)"
-            )
+        # TGFixMatch aligns the two networks' features at every stage (forward_stages)
+        check_backbone(backbone, "backbone", "TGFixMatch", needs=("stage_features",))
         self.tg_backbone = tg_backbone if tg_backbone is not None else _reinit(copy.deepcopy(backbone))
-        if list(getattr(self.tg_backbone, "stage_dims", [])) != list(backbone.stage_dims):
-            raise ValueError(
-                f"RGB and TG networks must have the same stages: {backbone.stage_dims} vs {getattr(self.tg_backbone, 'stage_dims', None)}"
-            )
-        self.tg_head = nn.Sequential(nn.Dropout(self.hparams.dropout), nn.Linear(self.tg_backbone.feature_dim, num_classes))
+        check_backbone(self.tg_backbone, "tg_backbone", "TGFixMatch", needs=("stage_features",))
+        if list(self.tg_backbone.stage_dims) != list(backbone.stage_dims):
+            raise ValueError(f"RGB and TG networks must have the same stages: {backbone.stage_dims} vs {self.tg_backbone.stage_dims}")
+        self.tg_head = ClassifierHead(self.tg_backbone.feature_dim, num_classes, self.hparams.dropout)
         self.pseudo_labeler = PseudoLabeler(threshold=threshold)
         # Projection heads only when the contrastive term is on: unused parameters stop DDP
         # (without find_unused_parameters) at its second step.
@@ -145,7 +144,7 @@ class TGFixMatch(SemiSupervisedModule):
         self.lambda_u = lambda_u
         self.align_weight = align_weight
         self.contrastive_weight = contrastive_weight
-        self.unsup_warmup_steps = unsup_warmup_steps
+        self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
         if tg_strong_view not in ("gradient", "frames", "shared"):
             raise ValueError(f"tg_strong_view must be 'gradient', 'frames' or 'shared', got {tg_strong_view!r}")
         self.tg_strong_view = tg_strong_view
@@ -190,15 +189,14 @@ class TGFixMatch(SemiSupervisedModule):
                     views.setdefault(name + "_tg", tg)
         return super().on_after_batch_transfer(batch, dataloader_idx)
 
-    @torch.no_grad()
-    def precise_bn_forward(self, batch: dict) -> None:
+    def networks(self) -> dict[str, Network]:
         # LTG re-estimates the RGB network only (its PreciseBN hook wraps the RGB model); the TG
-        # network, never run here, keeps its running statistics. LTG feeds the val pipeline (a
-        # centre crop); we use the weak training clips (a random crop and flip): our choice.
-        for part in ("labeled", "unlabeled"):
-            views = batch.get(part) or {}
-            if "weak" in views:
-                self._run(self.backbone, self.head, views["weak"])
+        # network keeps its running statistics. LTG feeds the val pipeline (a centre crop); we
+        # use the weak training clips (a random crop and flip): our choice.
+        return {
+            "primary": Network(Classifier(self.backbone, self.head)),
+            "tg": Network(Classifier(self.tg_backbone, self.tg_head), view="weak_tg", precise_bn=False),
+        }
 
     # -- the iteration --------------------------------------------------------------------
     def _run(self, net: nn.Module, head: nn.Module, x: torch.Tensor):
@@ -206,7 +204,7 @@ class TGFixMatch(SemiSupervisedModule):
         pooled = stages[-1].mean(dim=(2, 3, 4))
         return stages, pooled, head(pooled)
 
-    def compute_losses(self, labeled: dict, unlabeled: dict):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
         y = labeled["label"]
         bl = y.shape[0]
         rgb_parts, tg_parts = [labeled["weak"]], [labeled["weak_tg"]]
@@ -224,15 +222,15 @@ class TGFixMatch(SemiSupervisedModule):
             + 0.5 * self.supervised_loss(z_tg[:bl], y),
         }
         n_align = bl  # clips used by alignment and contrast: labelled (+ weak unlabelled)
+        out = StepOutput(losses, z_rgb[:bl])
         if unlabeled:
             n_align = bl + bu
             weak, strong = slice(bl, bl + bu), slice(bl + bu, bl + 2 * bu)
             # 3. pseudo-labels from the averaged logits of the weak clips
-            pl = self.pseudo_labeler(((z_rgb[weak] + z_tg[weak]) / 2).detach(), self.global_step)
-            self.monitor_pseudo_labels(pl)
+            pl = out.pseudo_labels = self.pseudo_labeler(((z_rgb[weak] + z_tg[weak]) / 2).detach(), self.global_step)
             # 4. both strong clips learn them, after the warm-up
-            on = 1.0 if self.global_step >= self.unsup_warmup_iterations() else 0.0
-            losses["unsupervised"] = on * self.lambda_u * 0.5 * (
+            weight = self.lambda_u * self.unsup_schedule(self.global_step, self.total_steps())
+            losses["unsupervised"] = weight * 0.5 * (
                 self.pseudo_labeler.loss(z_rgb[strong], pl) + self.pseudo_labeler.loss(z_tg[strong], pl)
             )
         # 5. multi-level feature alignment (TG detached)
@@ -243,5 +241,5 @@ class TGFixMatch(SemiSupervisedModule):
         # 6. cross-modal contrastive
         if self.contrastive is not None:
             losses["contrastive"] = self.contrastive_weight * self.contrastive(rgb_pooled[:n_align], tg_pooled[:n_align])
-            self.log("train/contrastive_negatives", float(self.contrastive.last_num_negatives), batch_size=bl)
-        return losses, z_rgb[:bl]
+            out.logs["contrastive_negatives"] = float(self.contrastive.last_num_negatives)
+        return out

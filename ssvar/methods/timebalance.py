@@ -1,5 +1,5 @@
 """TimeBalance, stage 3: distillation from a temporally-invariant and a temporally-distinctive
-teacher (Dave, Rizve, Chen, Shah, CVPR 2023; research/methods.md section 4).
+teacher (Dave, Rizve, Chen, Shah, CVPR 2023; docs/methods/timebalance.md).
 
 Stages 1 and 2 make the teachers: :class:`~ssvar.methods.TimeBalancePretrain` with the
 instance-contrastive loss only (invariant) or the temporal contrastive losses only
@@ -36,8 +36,11 @@ from torch.utils.data import DataLoader
 from ssvar.components.pseudo_label import PseudoLabels
 from ssvar.components.temporal_similarity import TemporalSimilarityReweighter
 from ssvar.components.weights import FrozenTeacher, load_weights
+from ssvar.data.datamodule import SemiSupervisedDataModule
 from ssvar.data.dataset import ViewSpec
-from ssvar.methods.base import Classifier, SemiSupervisedModule
+from ssvar.methods.base import SemiSupervisedModule
+from ssvar.methods.step import LabeledViews, StepOutput, UnlabeledViews
+from ssvar.models.heads import Classifier, ClassifierHead
 
 
 def distillation_loss(student_logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -97,8 +100,7 @@ class TimeBalance(SemiSupervisedModule):
 
         def teacher() -> FrozenTeacher:
             net = copy.deepcopy(arch)
-            head = nn.Sequential(nn.Dropout(teacher_dropout), nn.Linear(net.feature_dim, num_classes))
-            return FrozenTeacher(Classifier(net, head))
+            return FrozenTeacher(Classifier(net, ClassifierHead(net.feature_dim, num_classes, teacher_dropout)))
 
         self.teacher_inv = teacher()
         self.teacher_dist = teacher()
@@ -136,8 +138,8 @@ class TimeBalance(SemiSupervisedModule):
         """Score every labelled and unlabelled video of the data module (each rank its shard)."""
         from ssvar.data.datamodule import EvalDistributedSampler
 
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "splits") or not hasattr(dm, "dataset"):
+        dm = self.trainer.datamodule
+        if not isinstance(dm, SemiSupervisedDataModule):
             raise RuntimeError("TimeBalance computes its temporal-similarity scores from an ssvar data module; fit with datamodule=...")
         world, rank = self.trainer.world_size, self.trainer.global_rank
         view = {"video": ViewSpec("test", clips=self.reweighter.num_clips, crops=1)}
@@ -155,7 +157,7 @@ class TimeBalance(SemiSupervisedModule):
         return self.reweighter.compute([features(self.teacher_inv), features(self.teacher_dist)], loaders, prepare)
 
     # -- the iteration --------------------------------------------------------------------
-    def compute_losses(self, labeled: dict, unlabeled: dict):
+    def train_step(self, labeled: LabeledViews, unlabeled: UnlabeledViews) -> StepOutput:
         y = labeled["label"]
         bl = y.shape[0]
         x = torch.cat([labeled["weak"], unlabeled["weak"]]) if unlabeled else labeled["weak"]
@@ -172,14 +174,15 @@ class TimeBalance(SemiSupervisedModule):
             "supervised": self.supervised_loss(logits[:bl], y),
             "distill_labeled": self.labeled_distill_weight * distillation_loss(logits[:bl], target[:bl], self.distill_loss),
         }
+        out = StepOutput(losses, logits[:bl])
         if unlabeled:
             losses["distill_unlabeled"] = self.unlabeled_distill_weight * distillation_loss(logits[bl:], target[bl:], self.distill_loss)
-            t_u = target[bl:]
-            conf, hard = t_u.max(1)
             # Monitoring only: how good the combined teacher target is on unlabelled clips.
-            self.monitor_pseudo_labels(PseudoLabels(t_u, hard, torch.ones_like(conf), conf, 0.0))
-        self.log("train/score_s_mean", s.mean(), batch_size=bl)
-        # videos that could not be scored (unreadable) and got the pool's mean score
-        self.log("data/unscored_videos", float(sum(self.reweighter.unscored.values())), batch_size=bl)
-        self.log("train/teacher_agreement", (p_inv.argmax(1) == p_dist.argmax(1)).float().mean(), batch_size=bl)
-        return losses, logits[:bl]
+            out.pseudo_labels = PseudoLabels.from_probs(target[bl:])
+        out.logs.update({
+            "score_s_mean": s.mean(),
+            # videos that could not be scored (unreadable) and got the pool's mean score
+            "data/unscored_videos": float(sum(self.reweighter.unscored.values())),
+            "teacher_agreement": (p_inv.argmax(1) == p_dist.argmax(1)).float().mean(),
+        })
+        return out

@@ -1,5 +1,5 @@
 """TimeBalance, stage 1: self-supervised pretraining of the teachers and the student initialisation
-(Dave et al., CVPR 2023, on TCLR, Dave et al. CVIU 2022; research/methods.md section 4(b)).
+(Dave et al., CVPR 2023, on TCLR, Dave et al. CVIU 2022; docs/methods/timebalance.md).
 
 Runs on the unlabelled pool only (labels are never loaded). Per iteration, for each video:
 
@@ -44,6 +44,7 @@ from ssvar.components.contrastive import ProjectionHead, global_local_contrastiv
 from ssvar.data.dataset import ViewSpec
 from ssvar.data.sampling import tiling_offsets
 from ssvar.methods.base import SelfSupervisedPretraining
+from ssvar.models.backbones import backbone_can, check_backbone
 
 
 class TimeBalancePretrain(SelfSupervisedPretraining):
@@ -112,13 +113,7 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
             )
         if augmentation not in ("weak", "strong"):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
-        cnn = hasattr(backbone, "forward_stages") and bool(getattr(backbone, "stage_dims", None))
-        if not cnn and not hasattr(backbone, "forward_features"):
-            raise ValueError(
-                f"TimeBalancePretrain needs per-time features: backbone {type(backbone).__name__} has neither "
-                "forward_stages (3D-CNN) nor forward_features (TimeSformer)"
-            )
-        self.head = None  # no classifier in pretraining; stage 2 adds one
+        check_backbone(backbone, "backbone", "TimeBalancePretrain", needs=("time_features",))
         self.projector = ProjectionHead(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True)
         self.instance_weight = instance_weight
         self.local_local_weight = local_local_weight
@@ -154,7 +149,7 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
         clip batch, from one forward (the last feature map pooled over space, then over time
         to ``slices`` steps)."""
         bb = self.backbone
-        if hasattr(bb, "forward_stages") and getattr(bb, "stage_dims", None):
+        if backbone_can(bb, "stage_features"):
             fmap = bb.forward_stages(x)[-1]  # [B, D, T', H', W']
             glob, per_t = fmap.mean(dim=(2, 3, 4)), fmap.mean(dim=(3, 4))
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -45,9 +46,23 @@ class VideoBackbone(nn.Module):
 
     feature_dim: int
     stage_dims: list[int]
+    # What a backbone can do beyond pooled features, declared (not probed) and checked by
+    # :func:`check_backbone` for the methods that need it.
+    has_stage_features: ClassVar[bool] = False  # forward_stages(x) and stage_dims (3D-CNNs)
+    has_time_features: ClassVar[bool] = False  # forward_time(x): per-time-step features
+    has_token_hook: ClassVar[bool] = False  # forward(x, token_hook=...): patch tokens can be edited
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
+
+    def forward_time(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled [B, D], per_time [B, T', D])`` from one forward. 3D-CNNs: the last feature
+        map pooled over space (``pooled`` is its mean over time, i.e. ``forward(x)``)."""
+        if not self.has_stage_features:
+            raise NotImplementedError(f"{type(self).__name__} has no per-time-step features")
+        fmap = self.forward_stages(x)[-1]  # [B, D, T', H', W']
+        per_time = fmap.mean(dim=(3, 4)).transpose(1, 2)
+        return per_time.mean(dim=1), per_time
 
     def init_weights(self) -> None:
         """Fresh weights drawn by this architecture's own initialiser (what its constructor
@@ -101,6 +116,47 @@ class VideoBackbone(nn.Module):
         return state
 
 
+_CAPABILITIES = {
+    "stage_features": "per-stage feature maps (forward_stages, stage_dims: a 3D-CNN such as Tiny3D, R3D18, ResNet3d18 or SlowOnlyR50)",
+    "time_features": "per-time-step features (forward_time: a 3D-CNN or TimeSformer)",
+    "token_hook": "patch tokens it can edit (forward(x, token_hook=...): TimeSformer)",
+}
+
+
+def backbone_can(backbone: nn.Module, capability: str) -> bool:
+    """Whether ``backbone`` declares ``capability`` (``"stage_features"``, ``"time_features"``,
+    ``"token_hook"``): its class attribute ``has_<capability>``."""
+    if capability not in _CAPABILITIES:
+        raise ValueError(f"unknown backbone capability {capability!r}; known: {sorted(_CAPABILITIES)}")
+    return bool(getattr(type(backbone), f"has_{capability}", False))
+
+
+def check_backbone(backbone: object, argument: str = "backbone", user: str = "", needs: tuple[str, ...] = ()) -> None:
+    """The one check of what a method needs from a backbone: a module with an integer
+    ``feature_dim`` and each capability in ``needs``. Errors name the argument and the method.
+
+    Raises:
+        TypeError: not a module, or no ``feature_dim``.
+        BackboneCapabilityError: a missing capability (a ``TypeError`` and a ``ValueError``).
+    """
+    who = f"{user} " if user else ""
+    if not isinstance(backbone, nn.Module) or not isinstance(getattr(backbone, "feature_dim", None), int):
+        raise TypeError(
+            f"{argument}: {type(backbone).__name__} has no feature_dim attribute; use an ssvar.models backbone "
+            "(or a VideoBackbone subclass that sets feature_dim)"
+        )
+    for cap in needs:
+        if not backbone_can(backbone, cap):
+            raise BackboneCapabilityError(
+                f"{argument}: {who}needs {_CAPABILITIES[cap]}; {type(backbone).__name__} does not declare "
+                f"has_{cap} = True"
+            )
+
+
+class BackboneCapabilityError(TypeError, ValueError):
+    """A backbone lacks what a method needs (see :func:`check_backbone`)."""
+
+
 class Tiny3D(VideoBackbone):
     """A small 3D-CNN for CPU work and tests (~0.1M parameters at width 16).
 
@@ -112,6 +168,9 @@ class Tiny3D(VideoBackbone):
         in_channels: 3 for RGB.
         checkpoint: optional local file to load weights from.
     """
+
+    has_stage_features = True
+    has_time_features = True
 
     def __init__(self, width: int = 16, in_channels: int = 3, checkpoint: str | None = None):
         super().__init__()
@@ -155,6 +214,9 @@ class R3D18(VideoBackbone):
     Args:
         checkpoint: optional local file to load weights from (torchvision's key layout).
     """
+
+    has_stage_features = True
+    has_time_features = True
 
     def __init__(self, checkpoint: str | None = None):
         super().__init__()

@@ -104,6 +104,9 @@ class SlowOnlyR50(VideoBackbone):
             CMPL (~2M parameters). ``64 * width_multiplier`` must be a whole number.
     """
 
+    has_stage_features = True
+    has_time_features = True
+
     def __init__(self, checkpoint: str | None = None, depth: int = 50, in_channels: int = 3, width_multiplier: float = 1.0):
         super().__init__()
         stem = 64 * width_multiplier
@@ -203,6 +206,9 @@ class ResNet3d18(VideoBackbone):
         with_pool2: the temporal max-pool after the first stage (MMAction2/LTG: on).
         bn_eps: BatchNorm epsilon (LTG: 1e-3).
     """
+
+    has_stage_features = True
+    has_time_features = True
 
     def __init__(self, checkpoint: str | None = None, in_channels: int = 3, with_pool2: bool = True, bn_eps: float = 1e-3):
         super().__init__()

@@ -171,6 +171,9 @@ class TimeSformer(VideoBackbone):
         checkpoint: optional local file to load weights from (see ``_remap`` for accepted layouts).
     """
 
+    has_time_features = True
+    has_token_hook = True
+
     def __init__(
         self,
         variant: Literal["vit_s", "vit_b"] | None = "vit_s",
@@ -282,6 +285,11 @@ class TimeSformer(VideoBackbone):
         for blk in self.blocks:
             cls, tokens = blk(cls, tokens)
         return self.norm(cls).mean(dim=1), self.norm(tokens)
+
+    def forward_time(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CLS ``[B, D]``, frame-wise mean of the patch tokens ``[B, T, D]``), one forward."""
+        cls, tokens = self.forward_features(x)
+        return cls, tokens.mean(dim=2)
 
     def forward(self, x: torch.Tensor, token_hook: TokenHook | None = None) -> torch.Tensor:
         """Pooled feature (the CLS output) ``[B, embed_dim]``."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
 rt = importlib.util.module_from_spec(spec)
+sys.modules["results_table"] = rt  # its dataclasses look their module up
 spec.loader.exec_module(rt)
 
 
@@ -45,11 +47,33 @@ def test_changed_settings_get_their_own_row_and_write_replaces_the_block(tmp_pat
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{rt.END}\nafter\n")
 
 
-def test_readme_table_is_up_to_date():
-    runs, files = rt.load_runs(str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"))
+def test_readme_and_results_tables_are_up_to_date():
     text = (REPO / "README.md").read_text()
     block = text.split(rt.START, 1)[1].split(rt.END, 1)[0].strip()
-    assert block == rt.build_table(runs, files).strip(), "run: python benchmarks/results_table.py --write"
+    assert block == rt.build_compact().strip(), "run: python benchmarks/results_table.py --write"
+    runs, files = rt.load_runs(str(REPO / "benchmarks" / "results" / "label_efficiency_*.json"))
+    text = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    block = text.split(rt.ALL_START, 1)[1].split(rt.ALL_END, 1)[0].strip()
+    assert block == rt.build_table(runs, files).strip(), "run: python benchmarks/results_table.py --all --write"
+
+
+def test_compact_table_counts_seeds_won_against_supervised(tmp_path):
+    runs = [
+        _run("supervised", "Supervised", 4, 0, 0.20), _run("supervised", "Supervised", 4, 1, 0.30),
+        _run("fixmatch", "FixMatch", 4, 0, 0.25), _run("fixmatch", "FixMatch", 4, 1, 0.10),
+        _run("mean_teacher", "MeanTeacher", 4, 0, 0.40),
+        dict(_run("fixmatch", "FixMatch", 4, 0, 0.9), sets=["model.init_args.threshold=0.5"]),  # a variant: not a row
+        _run("fixmatch_ema_joint", "FixMatch", 4, 0, 0.9),  # not a shipped config: not a row
+    ]
+    (tmp_path / "a.json").write_text(json.dumps({"runs": runs}))
+    protos = (rt.Protocol("Synthetic, scratch", "a.json"), rt.Protocol("Never run", "b.json"))
+    table = rt.build_compact(protos, tmp_path)
+    lines = table.splitlines()
+    assert lines[0] == "| method | config | Synthetic, scratch, 4/class |"
+    assert "| Supervised | `methods/supervised.yaml` | 25.0 ± 7.1 (n=2) |" in table
+    assert "| FixMatch (EMA teacher) | `methods/fixmatch.yaml` | 17.5 ± 10.6 (won 1/2) |" in table
+    assert "| Mean Teacher | `methods/mean_teacher.yaml` | 40.0 (won 1/1) |" in table
+    assert "90.0" not in table and "Not run yet: Never run." in table
 
 
 def test_columns_that_differ_only_in_overrides_are_told_apart_in_the_header():

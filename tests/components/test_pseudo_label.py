@@ -93,3 +93,51 @@ def test_loss_closed_forms():
     # No confident sample: zero loss under both normalisations (no division by zero).
     none = PseudoLabeler(threshold=0.99)(torch.zeros(2, 3))
     assert PseudoLabeler(normalize="mask").loss(torch.randn(2, 3), none).item() == 0.0
+
+
+# ---------------------------------------------------------------- distribution alignment, FreeMatch thresholds
+def test_distribution_alignment_against_a_hand_computation():
+    from ssvar.components.pseudo_label import PseudoLabeler
+
+    pl = PseudoLabeler(threshold=0.0, distribution_alignment=True, ema_momentum=0.5)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0]])
+    out = pl(logits)
+    p = logits.softmax(1)
+    p_model = 0.5 * torch.full((3,), 1 / 3) + 0.5 * p.mean(0)  # one EMA step from uniform
+    expected = p / p_model
+    expected = expected / expected.sum(1, keepdim=True)
+    assert torch.allclose(pl.p_model, p_model) and torch.allclose(out.probs, expected, atol=1e-6)
+    # a model favouring class 0 has its class-0 probabilities pulled down
+    assert out.probs[:, 0].mean() < p[:, 0].mean()
+
+
+def test_freematch_thresholds_against_the_paper():
+    from ssvar.components.pseudo_label import PseudoLabeler
+
+    m = 0.9
+    pl = PseudoLabeler(adaptive_threshold="freematch", ema_momentum=m)
+    logits = torch.tensor([[3.0, 0.0, 0.0, 0.0], [0.0, 0.2, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+    out = pl(logits)
+    p = logits.softmax(1)
+    conf, hard = p.max(1)
+    tau = m / 4 + (1 - m) * conf.mean()  # tau_0 = 1/K
+    p_c = m * torch.full((4,), 0.25) + (1 - m) * p.mean(0)
+    per_class = tau * p_c / p_c.max()
+    assert torch.allclose(pl.global_level, tau.reshape(1)) and torch.allclose(pl.class_level, p_c)
+    assert torch.equal(out.mask, (conf >= per_class[hard]).float())
+    assert out.threshold == pytest.approx(float(per_class.mean()))
+    assert out.mask.sum() >= 2  # starting at 1/K, the early bar is low
+
+
+def test_running_statistics_round_trip_through_a_state_dict():
+    from ssvar.components.pseudo_label import PseudoLabeler
+
+    a = PseudoLabeler(distribution_alignment=True, adaptive_threshold="freematch")
+    a(torch.randn(5, 6))
+    b = PseudoLabeler(distribution_alignment=True, adaptive_threshold="freematch")
+    b.load_state_dict(a.state_dict())
+    for name in ("p_model", "class_level", "global_level"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert PseudoLabeler().state_dict() == {}  # the default adds no keys (old checkpoints load)
+    with pytest.raises(ValueError, match="adaptive_threshold"):
+        PseudoLabeler(adaptive_threshold="flexmatch")

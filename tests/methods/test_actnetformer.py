@@ -73,12 +73,13 @@ def test_loss_is_the_papers_objective():
     tau = 0.2962
     model = tiny_model(threshold=tau, gamma=2.0, beta=2.0, temperature=0.2).eval()
     lab, unl = _batch(2, 6)
-    losses, logits = model.compute_losses(lab, unl)
+    out = model.train_step(lab, unl)
+    losses, logits = out.losses, out.logits
     assert set(losses) == {"supervised", "unsupervised", "contrastive"}
     # By hand: L = (Ls^Z + Ls^A) + gamma (Lu^Z + Lu^A) + beta L_ca.
     y = lab["label"]
     z = lambda x: model(x)  # noqa: E731
-    a = model.aux_forward
+    a = model.networks()["auxiliary"].model
     ls = F.cross_entropy(z(lab["weak"]), y) + F.cross_entropy(a(lab["weak_aux"]), y)
 
     def lu(student_strong, teacher_weak):
@@ -104,7 +105,7 @@ def test_contrastive_switch_and_per_model_learning_rates():
     on, off = tiny_model(), tiny_model(contrastive=False)
     assert off.contrastive is None and not any(k.startswith("contrastive.") for k in off.state_dict())
     lab, unl = _batch(1, 2)
-    assert "contrastive" not in off.compute_losses(lab, unl)[0]
+    assert "contrastive" not in off.train_step(lab, unl).losses
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert n(on) - n(off) == n(on.contrastive)
     m = tiny_model(lr=0.1, aux_lr=0.02)
@@ -140,7 +141,7 @@ def test_fit_logs_every_term_and_only_the_primary_is_needed_to_test(tmp_path, sy
     for key in ("train/loss_supervised", "train/loss_unsupervised", "train/loss_contrastive", "train/pl_acc",
                 "train/pl_from_primary_acc", "train/pl_from_primary_mask_rate", "train/acc1_labeled_aux"):
         assert key in trainer.callback_metrics, key
-    assert float(trainer.callback_metrics["train/lr_aux"]) < float(trainer.callback_metrics["train/lr"])
+    assert float(trainer.callback_metrics["train/lr_auxiliary"]) < float(trainer.callback_metrics["train/lr"])
     ckpt = tmp_path / "anf.ckpt"
     trainer.save_checkpoint(ckpt)
     # A plain classifier with only the primary's weights (backbone.*, head.*) from the checkpoint.
@@ -202,7 +203,7 @@ def _global_batch():
 def _worker(rank, world):
     model = _ddp_model()
     lab, unl = _global_batch()
-    losses, _ = model.compute_losses(shard(lab, rank, world), shard(unl, rank, world))
+    losses = model.train_step(shard(lab, rank, world), shard(unl, rank, world)).losses
     sum(losses.values()).backward()
     return {**mean_over_ranks(losses), **{"grad." + n: g for n, g in averaged_grads(model).items()}}  # what DDP does
 
@@ -211,7 +212,7 @@ def _worker(rank, world):
 def test_loss_and_gradients_under_ddp_equal_one_process_on_the_global_batch():
     dist = run_ddp(_worker, WORLD)[0]
     model = _ddp_model()
-    losses, _ = model.compute_losses(*_global_batch())
+    losses = model.train_step(*_global_batch()).losses
     sum(losses.values()).backward()
     assert set(losses) == {"supervised", "unsupervised", "contrastive"}
     assert losses["unsupervised"] > 0  # pseudo-labels passed in this draw: the term is tested

@@ -35,8 +35,9 @@ def test_loss_and_learning_rates():
     clip = lambda n: torch.randn(n, 3, 4, 16, 16, generator=g)  # noqa: E731
     lab = {"weak": clip(2), "label": torch.tensor([0, 3])}
     unl = {"weak": clip(4), "strong": clip(4)}
-    losses, logits = m.compute_losses(lab, unl)
-    f, a = m, m.aux_forward
+    out = m.train_step(lab, unl)
+    losses = out.losses
+    f, a = m, m.networks()["auxiliary"].model
     ls = F.cross_entropy(f(lab["weak"]), lab["label"]) + F.cross_entropy(a(lab["weak"]), lab["label"])
     # threshold 0: every pseudo-label counts; F learns A's labels and A learns F's, same clips.
     lu = F.cross_entropy(f(unl["strong"]), a(unl["weak"]).argmax(1)) + F.cross_entropy(a(unl["strong"]), f(unl["weak"]).argmax(1))

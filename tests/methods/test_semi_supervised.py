@@ -51,9 +51,9 @@ def test_unsupervised_loss_never_sees_labels(tmp_path, synth_root):
     seen: list[set] = []
 
     class Spy(FixMatch):
-        def compute_losses(self, labeled, unlabeled):
+        def train_step(self, labeled, unlabeled):
             seen.append(set(unlabeled))
-            return super().compute_losses(labeled, unlabeled)
+            return super().train_step(labeled, unlabeled)
 
     L.seed_everything(0)
     _trainer(tmp_path, max_steps=1).fit(Spy(Tiny3D(width=4), num_classes=4), datamodule=tiny_datamodule(synth_root))
