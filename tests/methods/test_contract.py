@@ -11,8 +11,9 @@
 (e) a docs page ``docs/methods/<file>.md`` that names the class.
 
 ``<file>`` is the method's module name (one method = one file). A new method is picked up from
-``__all__``; without a tiny recipe in :data:`TINY`, a config or a docs page the suite fails and
-says what to add. Self-supervised pretraining methods (no labelled views) get (a), (b), (c) on
+``__all__`` (built from a Tiny3D(width=4) backbone and its defaults unless :data:`TINY` holds a
+recipe); without a config or a docs page, or when it does not build, the suite fails and says
+what to add. Self-supervised pretraining methods (no labelled views) get (a), (b), (c) on
 features, (d) and (e).
 """
 
@@ -92,11 +93,21 @@ def _file(name: str) -> str:
     return _cls(name).__module__.rsplit(".", 1)[-1]
 
 
+def _default_recipe(d: Path) -> dict:
+    return dict(backbone=Tiny3D(width=4), lr=0.05)
+
+
 def _recipe(name: str) -> tuple[Callable[[Path], dict], dict]:
-    if name not in TINY:
-        pytest.fail(f"{name} is in ssvar.methods.__all__ but has no tiny recipe: add TINY[{name!r}] to "
-                    f"tests/methods/test_contract.py (Tiny3D(width=4) or a 1-block TimeSformer backbone)")
-    return TINY[name]
+    """The method's tiny recipe; a method without one is tried with a Tiny3D(width=4) backbone and
+    defaults, and fails with what to add when that does not build."""
+    if name in TINY:
+        return TINY[name]
+    try:
+        _cls(name)(num_classes=NUM_CLASSES, **_default_recipe(Path(".")))
+    except Exception as e:
+        pytest.fail(f"{name} does not build from a Tiny3D(width=4) backbone and its defaults ({type(e).__name__}: {e}): "
+                    f"add TINY[{name!r}] to tests/methods/test_contract.py (tiny backbones, thresholds 0)")
+    return _default_recipe, {}
 
 
 def _is_pretraining(model) -> bool:
