@@ -4,14 +4,13 @@ parameter gradients, per-sample input gradients), including the gradient-scaling
 
 from __future__ import annotations
 
-import datetime
 import math
-import socket
 
 import pytest
 import torch
 from torch import nn
 
+from ddp import averaged_grads, mean_over_ranks, run_ddp
 from ssvar.components import (
     PairedContrastive,
     ProjectionHead,
@@ -91,6 +90,34 @@ def test_temperature_scaling_closed_form():
     # Lower temperature sharpens: aligned pairs cost less; an infinite temperature gives log N.
     assert info_nce(e, e, 0.1) < info_nce(e, e, 0.5)
     assert info_nce(e, e, 1e6).item() == pytest.approx(math.log(n), rel=1e-5)
+
+
+def test_more_closed_forms():
+    n, t = 3, 0.5
+    e = torch.eye(n, dtype=torch.float64)
+    # Opposite positives (cosine -1) among orthogonal negatives (cosine 0).
+    want = -math.log(math.exp(-1 / t) / (math.exp(-1 / t) + n - 1))
+    assert info_nce(e, -e, t).item() == pytest.approx(want, rel=1e-9)
+    # One pair and nothing else: the positive is the whole denominator, the loss is 0.
+    one = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    assert info_nce(one, 3 * one, t).item() == pytest.approx(0.0, abs=1e-12)
+    assert nt_xent(one, one, t).item() == pytest.approx(0.0, abs=1e-12)
+    # Every embedding the same: N-way (info_nce) / (2N-1)-way (nt_xent) chance.
+    same = torch.ones(n, 4, dtype=torch.float64)
+    assert info_nce(same, same, t).item() == pytest.approx(math.log(n), rel=1e-9)
+    assert nt_xent(same, same, t).item() == pytest.approx(math.log(2 * n - 1), rel=1e-9)
+
+
+@pytest.mark.parametrize("loss,ref", [(info_nce, _ref_info_nce), (nt_xent, _ref_nt_xent)], ids=["info_nce", "nt_xent"])
+def test_gradients_match_the_reference(loss, ref):
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    loss(a1, b1, 0.3).backward()
+    ref(a2, b2, 0.3).backward()
+    assert torch.allclose(a1.grad, a2.grad, atol=1e-10) and torch.allclose(b1.grad, b2.grad, atol=1e-10)
+    assert a1.grad.abs().sum() > 0
 
 
 def test_half_precision_inputs_give_float32_loss():
@@ -205,60 +232,34 @@ def _loss(case: str, m: nn.Module | None, xa: torch.Tensor, xb: torch.Tensor) ->
     return m(xa, xb)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        sl = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
-        results: dict = {"rank_offset": [], "gather_ok": []}
-        # The helpers themselves.
-        xa, _ = _global_inputs("info_nce")
-        results["rank_offset"] = gather_no_grad(torch.tensor([rank_offset(LOCAL_B)])).tolist()
-        results["gather_ok"] = torch.equal(gather_with_grad(xa[sl].clone()), xa)
-        for case in CASES:
-            m = _build(case)
-            ga, gb = _global_inputs(case)
-            xa, xb = ga[sl].clone().requires_grad_(), gb[sl].clone().requires_grad_()
-            loss = _loss(case, m, xa, xb)
-            loss.backward()
+def _ddp_worker(rank: int, world: int) -> dict:
+    sl = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
+    results: dict = {}
+    # The helpers themselves.
+    xa, _ = _global_inputs("info_nce")
+    results["rank_offset"] = gather_no_grad(torch.tensor([rank_offset(LOCAL_B)])).tolist()
+    results["gather_ok"] = torch.equal(gather_with_grad(xa[sl].clone()), xa)
+    for case in CASES:
+        m = _build(case)
+        ga, gb = _global_inputs(case)
+        xa, xb = ga[sl].clone().requires_grad_(), gb[sl].clone().requires_grad_()
+        loss = _loss(case, m, xa, xb)
+        loss.backward()
+        results[case] = {
             # What DDP does: average the losses (for logging) and the parameter gradients.
-            mean_loss = loss.detach().clone()
-            torch.distributed.all_reduce(mean_loss)
-            params = {}
-            for name, p in (m.named_parameters() if m is not None else []):
-                g = p.grad.clone()
-                torch.distributed.all_reduce(g)
-                params[name] = g / world
-            results[case] = {
-                "loss_mean": mean_loss / world,
-                "param_grads": params,
-                # Raw per-rank input gradients, in global order: not averaged by anyone.
-                "input_grad_a": gather_no_grad(xa.grad),
-                "input_grad_b": gather_no_grad(xb.grad),
-                "num_negatives": getattr(m, "last_num_negatives", None),
-            }
-        if rank == 0:
-            torch.save(results, f"{out_dir}/ddp_rank0.pt")
-        # Leave together: a rank tearing gloo down while its peer is still busy can abort.
-        torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
+            "loss_mean": mean_over_ranks(loss),
+            "param_grads": averaged_grads(m) if m is not None else {},
+            # Raw per-rank input gradients, in global order: not averaged by anyone.
+            "input_grad_a": gather_no_grad(xa.grad),
+            "input_grad_b": gather_no_grad(xb.grad),
+            "num_negatives": getattr(m, "last_num_negatives", None),
+        }
+    return results
 
 
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("contrastive_ddp")
-    torch.multiprocessing.spawn(_ddp_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
-    return torch.load(out / "ddp_rank0.pt")
+def ddp_results():
+    return run_ddp(_ddp_worker, WORLD)[0]
 
 
 def _single_process(case: str) -> dict:

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import datetime
-import socket
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ddp import run_ddp
 from ssvar.components import GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss, fit_gmm_1d
 
 
@@ -184,27 +182,15 @@ def _run(bank, batches, rank=0, world=1):
     return torch.cat(rels), torch.stack(losses)
 
 
-def _worker(rank, port, out):
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    try:
-        bank = _new_bank()
-        rels, losses = _run(bank, _global_batches(), rank, WORLD)
-        state = {k: v.clone() for k, v in bank.state_dict().items()}
-        torch.save({"state": state, "rels": rels, "losses": losses}, f"{out}/bank_rank{rank}.pt")
-        torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
+def _worker(rank, world):
+    bank = _new_bank()
+    rels, losses = _run(bank, _global_batches(), rank, world)
+    return {"state": {k: v.clone() for k, v in bank.state_dict().items()}, "rels": rels, "losses": losses}
 
 
 @pytest.mark.ddp
-def test_bank_prototypes_and_gmm_identical_across_ranks_and_equal_single_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
-    r0, r1 = (torch.load(tmp_path / f"bank_rank{r}.pt") for r in range(WORLD))
+def test_bank_prototypes_and_gmm_identical_across_ranks_and_equal_single_process():
+    r0, r1 = run_ddp(_worker, WORLD)
     for k in r0["state"]:  # bank, prototypes, GMM: bit-identical on both ranks
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     single = _new_bank()

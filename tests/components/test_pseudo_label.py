@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,51 @@ def test_threshold_schedule():
     assert c.current_threshold(50) == pytest.approx(0.7) and c.current_threshold(25) < 0.6
     with pytest.raises(ValueError, match="normalize"):
         PseudoLabeler(normalize="sum")
+
+
+def _loop_loss(logits: torch.Tensor, weak: torch.Tensor, threshold: float, targets: str, temperature: float, normalize: str) -> torch.Tensor:
+    """Masked cross-entropy written out sample by sample and class by class."""
+    b, k = logits.shape
+    total, confident = torch.zeros((), dtype=torch.float64), 0
+    for i in range(b):
+        z = [float(v) / temperature for v in weak[i]]
+        m = max(z)
+        e = [math.exp(v - m) for v in z]
+        p = [v / sum(e) for v in e]
+        if max(p) < threshold:
+            continue
+        confident += 1
+        log_q = [float(v) - math.log(sum(math.exp(float(u)) for u in logits[i])) for v in logits[i]]
+        if targets == "hard":
+            total += -log_q[p.index(max(p))]
+        else:
+            total += -sum(p[c] * log_q[c] for c in range(k))
+    return total / (b if normalize == "batch" else max(confident, 1))
+
+
+@pytest.mark.parametrize("targets", ["hard", "soft"])
+@pytest.mark.parametrize("normalize", ["batch", "mask"])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_loss_matches_a_loop(targets, normalize, temperature):
+    g = torch.Generator().manual_seed(3)
+    weak, strong = 2 * torch.randn(9, 5, generator=g), torch.randn(9, 5, generator=g)
+    threshold = 0.6 if temperature == 1.0 else 0.95  # sharper probabilities at the lower temperature
+    labeler = PseudoLabeler(threshold=threshold, targets=targets, temperature=temperature, normalize=normalize)
+    pl = labeler(weak)
+    assert 0 < pl.mask.sum() < 9  # confident and unconfident samples both present
+    got = labeler.loss(strong, pl)
+    assert got.item() == pytest.approx(_loop_loss(strong, weak, threshold, targets, temperature, normalize).item(), rel=1e-5)
+
+
+def test_loss_closed_forms():
+    # Uniform strong logits: every confident sample costs log K, whatever its target.
+    pl = PseudoLabeler(threshold=0.5)(torch.tensor([[9.0, 0, 0, 0], [0, 9.0, 0, 0], [0, 0, 0, 0]]))
+    assert pl.mask.tolist() == [1.0, 1.0, 0.0]
+    assert PseudoLabeler(threshold=0.5).loss(torch.zeros(3, 4), pl).item() == pytest.approx(2 * math.log(4) / 3)
+    assert PseudoLabeler(threshold=0.5, normalize="mask").loss(torch.zeros(3, 4), pl).item() == pytest.approx(math.log(4))
+    # No confident sample: zero loss under both normalisations (no division by zero).
+    none = PseudoLabeler(threshold=0.99)(torch.zeros(2, 3))
+    assert PseudoLabeler(normalize="mask").loss(torch.randn(2, 3), none).item() == 0.0
 
 
 # ---------------------------------------------------------------- distribution alignment, FreeMatch thresholds

@@ -5,9 +5,6 @@ on the global batch."""
 
 from __future__ import annotations
 
-import datetime
-import socket
-
 import lightning as L
 import numpy as np
 import pytest
@@ -15,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from synth import tiny_datamodule, tiny_trainer
 
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import nt_xent
 from ssvar.data.dataset import VideoDataset
 from ssvar.data.index import VideoIndex, VideoRecord
@@ -215,44 +213,17 @@ def _global_batch():
     return _batch(WORLD * BL, WORLD * BU, seed=9, dtype=torch.float64)
 
 
-def _rank_batch(rank: int):
+def _worker(rank, world):
+    model = _ddp_model()
     lab, unl = _global_batch()
-    lab = {k: v[rank * BL : (rank + 1) * BL] for k, v in lab.items()}
-    unl = {k: v[rank * BU : (rank + 1) * BU] for k, v in unl.items()}
-    return lab, unl
-
-
-def _worker(rank, port, out):
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    try:
-        model = _ddp_model()
-        losses = model.train_step(*_rank_batch(rank)).losses
-        sum(losses.values()).backward()
-        res = {}
-        for k, v in losses.items():
-            v = v.detach().clone()
-            torch.distributed.all_reduce(v)
-            res[k] = v / WORLD
-        for n, p in model.named_parameters():
-            g = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            torch.distributed.all_reduce(g)
-            res["grad." + n] = g / WORLD  # what DDP does
-        if rank == 0:
-            torch.save(res, f"{out}/anf_rank0.pt")
-        torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
+    losses = model.train_step(shard(lab, rank, world), shard(unl, rank, world)).losses
+    sum(losses.values()).backward()
+    return {**mean_over_ranks(losses), **{"grad." + n: g for n, g in averaged_grads(model).items()}}  # what DDP does
 
 
 @pytest.mark.ddp
-def test_loss_and_gradients_under_ddp_equal_one_process_on_the_global_batch(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
-    dist = torch.load(tmp_path / "anf_rank0.pt")
+def test_loss_and_gradients_under_ddp_equal_one_process_on_the_global_batch():
+    dist = run_ddp(_worker, WORLD)[0]
     model = _ddp_model()
     losses = model.train_step(*_global_batch()).losses
     sum(losses.values()).backward()

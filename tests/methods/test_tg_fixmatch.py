@@ -3,9 +3,6 @@ stop-gradient on the TG side, Precise-BN, and RGB-only inference."""
 
 from __future__ import annotations
 
-import datetime
-import socket
-
 import lightning as L
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import torch
 from synth import RecordIndices, tiny_datamodule, tiny_trainer
 from torch import nn
 
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import PreciseBN, recompute_bn_stats, split_rgb_tg, temporal_gradient
 from ssvar.data.dataset import VideoDataset, ViewSpec
 from ssvar.data.index import VideoIndex, VideoRecord
@@ -148,40 +146,18 @@ def _losses(rgb, tg, con, x, g):
     return feature_alignment(sr, st), con(sr[-1].mean((2, 3, 4)), st[-1].mean((2, 3, 4)))
 
 
-def _worker(rank, port, out):
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    try:
-        rgb, tg, con = _nets()
-        x, g = _inputs()
-        sl = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
-        align, contrast = _losses(rgb, tg, con, x[sl], g[sl])
-        (align + contrast).backward()
-        res = {}
-        for tag, loss in (("align", align), ("contrast", contrast)):
-            v = loss.detach().clone()
-            torch.distributed.all_reduce(v)
-            res[tag] = v / WORLD
-        for prefix, net in (("rgb", rgb), ("tg", tg), ("con", con)):
-            for n, p in net.named_parameters():
-                grad = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-                torch.distributed.all_reduce(grad)
-                res[f"{prefix}.{n}"] = grad / WORLD  # what DDP does
-        if rank == 0:
-            torch.save(res, f"{out}/tg_rank0.pt")
-        torch.distributed.barrier()  # nobody tears down while the other rank still communicates
-    finally:
-        torch.distributed.destroy_process_group()
+def _worker(rank, world):
+    rgb, tg, con = _nets()
+    x, g = _inputs()
+    align, contrast = _losses(rgb, tg, con, shard(x, rank, world), shard(g, rank, world))
+    (align + contrast).backward()
+    # What DDP does: losses and gradients averaged over the ranks.
+    return {**mean_over_ranks({"align": align, "contrast": contrast}), **averaged_grads({"rgb": rgb, "tg": tg, "con": con})}
 
 
 @pytest.mark.ddp
-def test_alignment_and_contrastive_ddp_equal_single_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
-    dist = torch.load(tmp_path / "tg_rank0.pt")
+def test_alignment_and_contrastive_ddp_equal_single_process():
+    dist = run_ddp(_worker, WORLD)[0]
     rgb, tg, con = _nets()
     x, g = _inputs()
     align, contrast = _losses(rgb, tg, con, x, g)

@@ -4,9 +4,6 @@ temporal-similarity score on controlled inputs and its cache, and tiny fits of e
 
 from __future__ import annotations
 
-import datetime
-import socket
-
 import lightning as L
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from synth import tiny_datamodule, tiny_trainer
 
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import FrozenTeacher, TemporalSimilarityReweighter, load_weights
 from ssvar.components.contrastive import global_local_contrastive, local_local_contrastive
 from ssvar.data.dataset import VideoDataset
@@ -177,38 +175,17 @@ def _pretrain_model():
     return TimeBalancePretrain(Tiny3D(width=4), num_classes=2, **PRE).double().eval()
 
 
-def _worker(rank, port, out):
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    try:
-        m = _pretrain_model()
-        views = {k: v[rank * LOCAL_B:(rank + 1) * LOCAL_B] for k, v in _views(WORLD * LOCAL_B, torch.float64).items()}
-        losses = m.pretext_losses(views)
-        sum(losses.values()).backward()
-        res = {}
-        for k, v in losses.items():
-            v = v.detach().clone()
-            torch.distributed.all_reduce(v)
-            res[k] = v / WORLD
-        for n, p in m.named_parameters():
-            grad = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            torch.distributed.all_reduce(grad)
-            res[n] = grad / WORLD  # what DDP does
-        if rank == 0:
-            torch.save(res, f"{out}/tb_rank0.pt")
-        torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
+def _worker(rank, world):
+    m = _pretrain_model()
+    views = shard(_views(world * LOCAL_B, torch.float64), rank, world)
+    losses = m.pretext_losses(views)
+    sum(losses.values()).backward()
+    return {**mean_over_ranks(losses), **averaged_grads(m)}  # what DDP does
 
 
 @pytest.mark.ddp
-def test_pretraining_losses_ddp_equal_single_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
-    dist = torch.load(tmp_path / "tb_rank0.pt")
+def test_pretraining_losses_ddp_equal_single_process():
+    dist = run_ddp(_worker, WORLD)[0]
     m = _pretrain_model()
     losses = m.pretext_losses(_views(WORLD * LOCAL_B, torch.float64))
     sum(losses.values()).backward()
