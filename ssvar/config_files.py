@@ -31,7 +31,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["config_dir", "config_path", "list_configs", "load_config", "resolve_config_args", "configs_main", "ConfigError"]
+__all__ = ["config_dir", "config_path", "list_configs", "load_config", "resolve_config_args", "configs_main", "self_contained", "ConfigError"]
 
 PREFIX = "ssvar:"
 BASE_KEY = "__base__"
@@ -88,6 +88,8 @@ def _merge(base: dict, over: dict) -> dict:
         same_class = not (isinstance(old, dict) and isinstance(value, dict) and "class_path" in old
                           and "class_path" in value and old["class_path"] != value["class_path"])
         out[key] = _merge(old, value) if isinstance(old, dict) and isinstance(value, dict) and same_class else value
+    if "class_path" in out:  # read first, wherever a fragment put it
+        out = {"class_path": out.pop("class_path"), **out}
     return out
 
 
@@ -164,18 +166,31 @@ def self_contained(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     if not _has_bases(str(path)):
         return text
-    import yaml
-
     header = []
-    for line in text.splitlines():
+    for line in text.splitlines():  # the file's own leading comments (paper, what differs from it)
         if not line.startswith("#"):
             break
         header.append(line)
     bases = _read_yaml(path)[BASE_KEY]
     bases = [bases] if isinstance(bases, str) else bases
     header.append(f"# (written by `ssvar configs copy` from {path.name} and its fragments {', '.join(bases)})")
-    body = yaml.safe_dump(load_config(path), sort_keys=False, default_flow_style=None, width=1000)
-    return "\n".join(header) + "\n" + body
+    return "\n".join(header) + "\n" + _dump_yaml(load_config(path))
+
+
+def _dump_yaml(cfg: dict) -> str:
+    """Block YAML in the shipped configs' style: nested lists indented, lists of plain values inline."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def increase_indent(self, flow: bool = False, indentless: bool = False):
+            return super().increase_indent(flow, False)
+
+    def represent_list(dumper, data):
+        inline = all(not isinstance(x, (dict, list)) for x in data)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=inline)
+
+    Dumper.add_representer(list, represent_list)
+    return yaml.dump(cfg, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
 
 
 def _describe(path: Path) -> str:
