@@ -226,10 +226,12 @@ def predict_main(argv: list[str]) -> int:
         p.error(f"no video files in {args.videos}")
     model_config = None
     if args.model_config:
-        import yaml
+        from ssvar.config_files import ConfigError, load_config
 
-        with open(args.model_config, encoding="utf-8") as f:
-            model_config = (yaml.safe_load(f) or {}).get("model")
+        try:  # a recipe made of fragments has its model in one of them
+            model_config = load_config(args.model_config).get("model")
+        except (OSError, ConfigError) as e:
+            p.error(str(e))
         if not model_config:
             p.error(f"{args.model_config} has no `model:` section")
     try:

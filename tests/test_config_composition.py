@@ -200,6 +200,17 @@ def test_fragments_are_listed_by_name():
     assert {"paper/fixmatch_r3d18_8xb8-8x8x1", "splits/ucf101-s1-10pct", "schedules/180ep"} <= set(names)
 
 
+def test_predict_videos_reads_the_model_of_a_composed_recipe(tmp_path, capsys):
+    """`ssvar predict-videos --model-config RECIPE` finds the model in the recipe's method fragment
+    (it gets as far as the checkpoint, which is missing here)."""
+    from ssvar.predict import predict_main
+
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    rc = predict_main(["--ckpt", str(tmp_path / "none.ckpt"), "--model-config", str(_recipe(RECIPES[0])), str(tmp_path / "clip.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "none.ckpt" in err and "model:" not in err
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--write-golden"]:
     golden = {n: load_config(config_dir() / f"{n}.yaml") for n in list_configs() if n.split("/")[0] not in FRAGMENT_DIRS}
     GOLDEN_FILE.write_text(json.dumps(golden, indent=1) + "\n")
