@@ -200,6 +200,31 @@ def test_fragments_are_listed_by_name():
     assert {"paper/fixmatch_r3d18_8xb8-8x8x1", "splits/ucf101-s1-10pct", "schedules/180ep"} <= set(names)
 
 
+def test_a_composed_config_trains_and_its_run_keeps_the_merged_config(tmp_path):
+    """A user's recipe built on the shipped demo trains; the run's saved config.yaml holds the merged values."""
+    from ssvar.lightning_cli import run_cli
+    from test_cli import _tiny_synth_args
+
+    demo = config_dir() / "demo.yaml"
+    mine = _write(tmp_path / "my.yaml", f"__base__: [{demo}]\nmodel:\n  init_args:\n    threshold: 0.7\n")
+    cli = run_cli(["fit", "--config", str(mine), *_tiny_synth_args(tmp_path / "synth"), "--trainer.max_epochs", "1",
+                   "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+                   "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"])
+    assert cli.trainer.global_step > 0 and cli.model.hparams.threshold == 0.7
+    saved = yaml.safe_load(next((tmp_path / "runs").rglob("config.yaml")).read_text())
+    assert saved["model"]["init_args"]["threshold"] == 0.7 and saved["model"]["init_args"]["lr"] == GOLDEN["demo"]["model"]["init_args"]["lr"]
+
+
+def test_unknown_argument_in_a_fragment_is_named(tmp_path, capsys):
+    from ssvar.lightning_cli import run_cli
+
+    _write(tmp_path / "frag.yaml", "model:\n  class_path: ssvar.methods.FixMatch\n  init_args:\n    lrr: 0.1\n")
+    mine = _write(tmp_path / "my.yaml", f"__base__: [{config_dir() / 'demo.yaml'}, frag.yaml]\n")
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "--config", str(mine)], run=False)
+    assert "lrr" in capsys.readouterr().err
+
+
 def test_predict_videos_reads_the_model_of_a_composed_recipe(tmp_path, capsys):
     """`ssvar predict-videos --model-config RECIPE` finds the model in the recipe's method fragment
     (it gets as far as the checkpoint, which is missing here)."""
