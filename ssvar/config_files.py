@@ -11,7 +11,8 @@ existing file always wins over a name; the ``ssvar:`` prefix insists on the ship
 In a clone of the repository ``examples/configs`` points at the same files.
 
 A config may be built from fragments: a top-level ``__base__`` list names YAML files (relative to
-the file that names them), merged in order, the file's own keys last::
+the file that names them, or ``ssvar:NAME`` for a shipped one), merged in order, the file's own
+keys last::
 
     __base__: [paper/fixmatch_r3d18_8xb8-8x8x1.yaml, splits/ucf101-s1-10pct.yaml, schedules/180ep.yaml]
     trainer:
@@ -108,7 +109,10 @@ def _compose(path: Path, chain: tuple[Path, ...]) -> dict:
         raise ConfigError(f"{path}: {BASE_KEY} must be a list of file paths relative to this file")
     merged: dict = {}
     for base in bases:
-        fragment = path.parent / base
+        try:  # `ssvar:NAME` is a shipped config (a user's own recipe on a shipped fragment)
+            fragment = config_path(base) if base.startswith(PREFIX) else path.parent / base
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: {BASE_KEY}: {e}") from None
         if not fragment.is_file():
             raise ConfigError(f"{path}: {BASE_KEY} names {base}, which does not exist ({fragment})")
         merged = _merge(merged, _compose(fragment, (*chain, path)))

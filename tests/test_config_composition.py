@@ -155,6 +155,17 @@ def test_fragments_merge_in_order_recipe_last(tmp_path):
     assert load_config(tmp_path / "frag/a.yaml")["model"]["init_args"]["wd"] == 1e-4  # read as LightningCLI reads it
 
 
+def test_a_users_recipe_names_shipped_fragments(tmp_path):
+    """Outside the package, `ssvar:NAME` names a shipped fragment; the user's own split file is relative."""
+    _write(tmp_path / "my_split.yaml", "data:\n  init_args: {labeled_list: my/labelled.txt}\n")
+    recipe = _write(tmp_path / "r.yaml", "__base__: [ssvar:paper/fixmatch_r3d18_8xb8-8x8x1, ssvar:splits/ucf101-s1.yaml, my_split.yaml]\n")
+    cfg = load_config(recipe)
+    assert cfg["model"]["class_path"] == "ssvar.methods.FixMatch" and cfg["data"]["class_path"] == "ssvar.data.UCF101DataModule"
+    assert cfg["data"]["init_args"]["labeled_list"] == "my/labelled.txt" and cfg["data"]["init_args"]["batch_size"] == 8
+    with pytest.raises(ConfigError, match=r"r2\.yaml: __base__: no shipped config named 'ssvar:paper/nope'"):
+        load_config(_write(tmp_path / "r2.yaml", "__base__: [ssvar:paper/nope]\n"))
+
+
 def test_a_new_class_path_replaces_the_fragments_arguments(tmp_path):
     _write(tmp_path / "a.yaml", "data:\n  class_path: A\n  init_args: {root: x, split: 1}\n")
     recipe = _write(tmp_path / "r.yaml", "__base__: [a.yaml]\ndata:\n  class_path: B\n  init_args: {root: y}\n")
