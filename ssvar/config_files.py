@@ -32,7 +32,10 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["config_dir", "config_path", "list_configs", "load_config", "resolve_config_args", "configs_main", "self_contained", "ConfigError"]
+__all__ = [
+    "ConfigError", "config_dir", "config_path", "configs_main", "list_configs", "load_config", "resolve_config_args",
+    "self_contained",
+]
 
 PREFIX = "ssvar:"
 BASE_KEY = "__base__"
@@ -54,8 +57,8 @@ def config_path(name: str) -> Path:
     """The file of the shipped config ``name`` (with or without ``ssvar:`` and ``.yaml``).
 
     Raises ``FileNotFoundError`` naming the closest names when there is none."""
-    bare = name[len(PREFIX) :] if name.startswith(PREFIX) else name
-    bare = bare[: -len(".yaml")] if bare.endswith(".yaml") else bare
+    bare = name.removeprefix(PREFIX)
+    bare = bare.removesuffix(".yaml")
     if _NAME.match(bare) and ".." not in bare.split("/"):
         p = config_dir() / f"{bare}.yaml"
         if p.is_file():
@@ -73,7 +76,7 @@ class ConfigError(ValueError):
 
 def _read_yaml(path: Path):
     import yaml
-    from jsonargparse import get_loader  # the loader LightningCLI reads configs with (same numbers, e.g. 1e-4)
+    from jsonargparse import get_loader  # LightningCLI's YAML loader (same numbers, e.g. 1e-4)
 
     try:
         return get_loader("yaml")(path.read_text(encoding="utf-8"))

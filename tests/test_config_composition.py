@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ssvar.config_files import ConfigError, config_dir, configs_main, list_configs, load_config, resolve_config_args
+from ssvar.config_files import (
+    ConfigError,
+    config_dir,
+    configs_main,
+    list_configs,
+    load_config,
+    resolve_config_args,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN_FILE = REPO / "tests" / "golden" / "shipped_configs.json"
@@ -131,7 +138,8 @@ def test_hmdb51_40_and_50_percent_recipes_differ_only_in_their_split():
         la = [ln.replace("40", "50") for ln in _recipe(a).read_text().splitlines() if not ln.startswith("#")]
         lb = [ln for ln in _recipe(b).read_text().splitlines() if not ln.startswith("#")]
         differ = [(x, y) for x, y in zip(la, lb) if x != y]
-        assert len(la) == len(lb) and all(re.match(r"\s*(max_steps|val_check_interval):", y) for _, y in differ), (a, differ)
+        steps_only = all(re.match(r"\s*(max_steps|val_check_interval):", y) for _, y in differ)
+        assert len(la) == len(lb) and steps_only, (a, differ)
         split_a = [x for x in load_config_bases(_recipe(a)) if x.startswith("splits/")]
         split_b = [x for x in load_config_bases(_recipe(b)) if x.startswith("splits/")]
         assert split_a != split_b and [s.replace("40", "50") for s in split_a] == split_b
@@ -145,9 +153,11 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_fragments_merge_in_order_recipe_last(tmp_path):
-    _write(tmp_path / "frag/a.yaml", "model:\n  class_path: A\n  init_args: {lr: 0.1, wd: 1.0e-4, steps: [1, 2]}\ntrainer: {max_epochs: 5}\n")
-    _write(tmp_path / "frag/b.yaml", "__base__: a.yaml\nmodel:\n  init_args: {lr: 0.2, steps: [3]}\n")  # relative to b.yaml
-    recipe = _write(tmp_path / "r.yaml", "__base__: [frag/b.yaml]\ntrainer: {max_epochs: 7}\nmodel: {init_args: {wd: 0}}\n")
+    _write(tmp_path / "frag/a.yaml",
+           "model:\n  class_path: A\n  init_args: {lr: 0.1, wd: 1.0e-4, steps: [1, 2]}\ntrainer: {max_epochs: 5}\n")
+    _write(tmp_path / "frag/b.yaml", "__base__: a.yaml\nmodel:\n  init_args: {lr: 0.2, steps: [3]}\n")  # next to b.yaml
+    recipe = _write(tmp_path / "r.yaml",
+                    "__base__: [frag/b.yaml]\ntrainer: {max_epochs: 7}\nmodel: {init_args: {wd: 0}}\n")
     assert load_config(recipe) == {
         "model": {"class_path": "A", "init_args": {"lr": 0.2, "wd": 0, "steps": [3]}},  # lists are replaced
         "trainer": {"max_epochs": 7},
@@ -158,9 +168,11 @@ def test_fragments_merge_in_order_recipe_last(tmp_path):
 def test_a_users_recipe_names_shipped_fragments(tmp_path):
     """Outside the package, `ssvar:NAME` names a shipped fragment; the user's own split file is relative."""
     _write(tmp_path / "my_split.yaml", "data:\n  init_args: {labeled_list: my/labelled.txt}\n")
-    recipe = _write(tmp_path / "r.yaml", "__base__: [ssvar:paper/fixmatch_r3d18_8xb8-8x8x1, ssvar:splits/ucf101-s1.yaml, my_split.yaml]\n")
+    bases = "[ssvar:paper/fixmatch_r3d18_8xb8-8x8x1, ssvar:splits/ucf101-s1.yaml, my_split.yaml]"
+    recipe = _write(tmp_path / "r.yaml", f"__base__: {bases}\n")
     cfg = load_config(recipe)
-    assert cfg["model"]["class_path"] == "ssvar.methods.FixMatch" and cfg["data"]["class_path"] == "ssvar.data.UCF101DataModule"
+    assert cfg["model"]["class_path"] == "ssvar.methods.FixMatch"
+    assert cfg["data"]["class_path"] == "ssvar.data.UCF101DataModule"
     assert cfg["data"]["init_args"]["labeled_list"] == "my/labelled.txt" and cfg["data"]["init_args"]["batch_size"] == 8
     with pytest.raises(ConfigError, match=r"r2\.yaml: __base__: no shipped config named 'ssvar:paper/nope'"):
         load_config(_write(tmp_path / "r2.yaml", "__base__: [ssvar:paper/nope]\n"))
@@ -213,17 +225,20 @@ def test_fragments_are_listed_by_name():
 
 def test_a_composed_config_trains_and_its_run_keeps_the_merged_config(tmp_path):
     """A user's recipe built on the shipped demo trains; the run's saved config.yaml holds the merged values."""
-    from ssvar.lightning_cli import run_cli
     from test_cli import _tiny_synth_args
+
+    from ssvar.lightning_cli import run_cli
 
     demo = config_dir() / "demo.yaml"
     mine = _write(tmp_path / "my.yaml", f"__base__: [{demo}]\nmodel:\n  init_args:\n    threshold: 0.7\n")
     cli = run_cli(["fit", "--config", str(mine), *_tiny_synth_args(tmp_path / "synth"), "--trainer.max_epochs", "1",
-                   "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+                   "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+                   "--test_after_fit", "false",
                    "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"])
     assert cli.trainer.global_step > 0 and cli.model.hparams.threshold == 0.7
     saved = yaml.safe_load(next((tmp_path / "runs").rglob("config.yaml")).read_text())
-    assert saved["model"]["init_args"]["threshold"] == 0.7 and saved["model"]["init_args"]["lr"] == GOLDEN["demo"]["model"]["init_args"]["lr"]
+    saved_model = saved["model"]["init_args"]
+    assert saved_model["threshold"] == 0.7 and saved_model["lr"] == GOLDEN["demo"]["model"]["init_args"]["lr"]
 
 
 def test_unknown_argument_in_a_fragment_is_named(tmp_path, capsys):
@@ -242,12 +257,14 @@ def test_predict_videos_reads_the_model_of_a_composed_recipe(tmp_path, capsys):
     from ssvar.predict import predict_main
 
     (tmp_path / "clip.mp4").write_bytes(b"")
-    rc = predict_main(["--ckpt", str(tmp_path / "none.ckpt"), "--model-config", str(_recipe(RECIPES[0])), str(tmp_path / "clip.mp4")])
+    recipe = str(_recipe(RECIPES[0]))
+    rc = predict_main(["--ckpt", str(tmp_path / "none.ckpt"), "--model-config", recipe, str(tmp_path / "clip.mp4")])
     err = capsys.readouterr().err
     assert rc == 2 and "none.ckpt" in err and "model:" not in err
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write-golden"]:
-    golden = {n: load_config(config_dir() / f"{n}.yaml") for n in list_configs() if n.split("/")[0] not in FRAGMENT_DIRS}
+    names = [n for n in list_configs() if n.split("/")[0] not in FRAGMENT_DIRS]
+    golden = {n: load_config(config_dir() / f"{n}.yaml") for n in names}
     GOLDEN_FILE.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {len(golden)} configs to {GOLDEN_FILE}")
