@@ -156,10 +156,9 @@ def _sha(path: str) -> str:
 
 
 def _method_class(path: str) -> str:
-    import yaml
+    from ssvar.config_files import load_config
 
-    with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+    cfg = load_config(path)  # fragments (__base__) merged in
     model = cfg.get("model")
     if not isinstance(model, dict) or "class_path" not in model:
         raise SystemExit(f"{path}: a method config needs a model: section with a class_path")
@@ -242,8 +241,9 @@ def strip_model(config: str, out: Path) -> Path:
     the config are relative to the working directory, so the copy can live elsewhere."""
     import yaml
 
-    with open(config) as f:
-        cfg = yaml.safe_load(f) or {}
+    from ssvar.config_files import load_config
+
+    cfg = load_config(config)  # fragments (__base__) merged in: the copy needs none of them
     cfg.pop("model", None)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "# base config without its model section (written by benchmarks/label_efficiency.py)\n"

@@ -283,10 +283,12 @@ def predict_videos_main(argv: list[str]) -> int:
         p.error(f"no video files in {args.videos}")
     model_config = None
     if args.model_config:
-        import yaml
+        from ssvar.config_files import ConfigError, load_config
 
-        with open(args.model_config, encoding="utf-8") as f:
-            model_config = (yaml.safe_load(f) or {}).get("model")
+        try:  # a recipe made of fragments has its model in one of them
+            model_config = load_config(args.model_config).get("model")
+        except (OSError, ConfigError) as e:
+            p.error(str(e))
         if not model_config:
             p.error(f"{args.model_config} has no `model:` section")
     try:
@@ -310,9 +312,8 @@ def predict_videos_main(argv: list[str]) -> int:
 
 def configs_main(argv: list[str]) -> int:
     """``ssvar configs list|copy|path``."""
-    import shutil
 
-    from ssvar.config_files import config_dir, config_path, describe_config, list_configs
+    from ssvar.config_files import ConfigError, config_dir, config_path, describe_config, list_configs, self_contained
 
     p = argparse.ArgumentParser(
         prog="ssvar configs", description="The configs shipped with ssvar, usable by name (`--config demo`)."
@@ -347,9 +348,9 @@ def configs_main(argv: list[str]) -> int:
             print(f"ssvar configs: {dest} exists; use --force to overwrite", file=sys.stderr)
             return 2
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        dest.write_text(self_contained(src), encoding="utf-8")  # fragments merged in: works outside the package
         print(f"copied {args.name} to {dest}")
         return 0
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         print(f"ssvar configs: {e}", file=sys.stderr)
         return 2

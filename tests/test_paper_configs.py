@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
+from ssvar.config_files import load_config
 from ssvar.methods import Supervised
 from ssvar.methods.base import warmup_cosine
 from ssvar.models import Tiny3D
@@ -20,7 +20,7 @@ TG = sorted(CONFIGS.glob("tg_fixmatch_r3d18_*.yaml"))
 @pytest.mark.parametrize("path", FIXMATCH, ids=lambda p: p.stem)
 def test_fixmatch_paper_configs_follow_ltg(path):
     """The 8 points on which they used to differ from LTG's video FixMatch."""
-    cfg = yaml.safe_load(path.read_text())
+    cfg = load_config(path)  # the recipe with its fragments merged in
     model, data, trainer = cfg["model"]["init_args"], cfg["data"]["init_args"], cfg["trainer"]
     assert model["weight_decay"] == 1e-4 and model["decay_norm_and_bias"] is True  # 1. wd 1e-4 on everything
     assert model["nesterov"] is False  # 2.
@@ -42,7 +42,7 @@ def test_fixmatch_paper_configs_follow_ltg(path):
 
 @pytest.mark.parametrize("path", TG, ids=lambda p: p.stem)
 def test_tg_fixmatch_paper_configs_use_ltg_network_and_augmentation(path):
-    cfg = yaml.safe_load(path.read_text())
+    cfg = load_config(path)  # the recipe with its fragments merged in
     assert cfg["model"]["init_args"]["backbone"]["class_path"] == "ssvar.models.ResNet3d18"
     assert cfg["data"]["init_args"]["randaugment"] == "mmaction2"
     assert cfg["model"]["init_args"]["warmup_start_ratio"] == 0.1

@@ -92,3 +92,15 @@ def test_installed_ssvar_runs_the_demo_by_name(installed, tmp_path):
                 "--trainer.enable_progress_bar", "false"], tmp_path, env)
     assert "test/acc1_" in res.stdout
     assert (tmp_path / "runs" / "demo" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_installed_recipe_composes_its_fragments_and_copies_out(installed, tmp_path):
+    """A paper recipe made of fragments resolves from the wheel by name, and its copy works alone."""
+    bindir, _ = installed
+    env = _env(tmp_path)
+    name = "fixmatch_r3d18_8xb8-8x8x1_ucf101-s1-10pct"
+    listed = "labeled_list: data/ucf101/splits/ucf101_train_10_percent_labeled_split_1_rawframes.txt"
+    assert listed in _run([str(bindir / "ssvar"), "fit", "--config", name, "--print_config"], tmp_path, env).stdout
+    _run([str(bindir / "ssvar"), "configs", "copy", name, "mine.yaml"], tmp_path, env)
+    assert "__base__" not in (tmp_path / "mine.yaml").read_text()
+    assert listed in _run([str(bindir / "ssvar"), "fit", "--config", "mine.yaml", "--print_config"], tmp_path, env).stdout
