@@ -55,14 +55,20 @@ def _clips_per_step(batch_size: int, mu: int, method: str) -> int:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps per run (10 x the CPU runs' 300)")
-    p.add_argument("--budget-s", type=float, default=420.0, help="time for the full runs (the 8-minute limit minus setup)")
+    p.add_argument(
+        "--budget-s", type=float, default=420.0, help="time for the full runs (the 8-minute limit minus setup)"
+    )
     p.add_argument("--probe-steps", type=int, default=30)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--labels-per-class", nargs="+", type=int, default=[4])
     p.add_argument("--accelerator", default="gpu")
     p.add_argument("--precision", default="bf16-mixed")
-    p.add_argument("--batch-size", type=int, default=None, help="labelled batch (default: the demo config's, as on the CPU)")
-    p.add_argument("--mu", type=int, default=None, help="unlabelled : labelled batch ratio (default: the demo config's)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="labelled batch (default: the demo config's, as on the CPU)"
+    )
+    p.add_argument(
+        "--mu", type=int, default=None, help="unlabelled : labelled batch ratio (default: the demo config's)"
+    )
     p.add_argument("--num-workers", type=int, default=8)
     p.add_argument("--out-dir", default=str(HERE / "results"))
     args = p.parse_args(argv)
@@ -92,8 +98,20 @@ def main(argv=None) -> dict:
     # 1. probe: the slowest method (FixMatch: three student/teacher passes) for a few steps
     t0 = time.perf_counter()
     probe = LE.main(
-        ["--name", f"gpu_probe_{tag}", "--methods", method_configs[1], "--labels-per-class", str(args.labels_per_class[0]),
-         "--seeds", str(args.seeds[0]), "--max-steps", str(args.probe_steps), "--rerun", *common]
+        [
+            "--name",
+            f"gpu_probe_{tag}",
+            "--methods",
+            method_configs[1],
+            "--labels-per-class",
+            str(args.labels_per_class[0]),
+            "--seeds",
+            str(args.seeds[0]),
+            "--max-steps",
+            str(args.probe_steps),
+            "--rerun",
+            *common,
+        ]
     )
     probe_run = probe["data"]["runs"][-1]
     sec_per_step = probe_run["fit_s"] / args.probe_steps

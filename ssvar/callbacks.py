@@ -28,7 +28,13 @@ from torch import nn
 
 from ssvar.components.distributed import all_reduce_sum, world_size
 from ssvar.components.ema import EMATeacher
-from ssvar.plots import PSEUDO_LABEL_METRICS, log_figure, plot_pseudo_label_curves, plot_pseudo_label_reliability, plot_tsne
+from ssvar.plots import (
+    PSEUDO_LABEL_METRICS,
+    log_figure,
+    plot_pseudo_label_curves,
+    plot_pseudo_label_reliability,
+    plot_tsne,
+)
 
 
 def run_dir(trainer: L.Trainer) -> str:
@@ -69,7 +75,11 @@ def _out_dir(trainer: L.Trainer) -> str:
 
 def _student_bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     teachers = {id(m) for t in module.modules() if isinstance(t, EMATeacher) for m in t.modules()}
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in teachers and m.track_running_stats]
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in teachers and m.track_running_stats
+    ]
 
 
 @torch.no_grad()
@@ -106,7 +116,7 @@ def recompute_bn_stats(module: L.LightningModule, batches, num_batches: int) -> 
         for h in hooks:
             h.remove()
         for m, mom in momenta.items():
-            m.momentum = mom
+            m.momentum = mom  # type: ignore[assignment]
     # The same layers run on every rank (same code); keep the module's order for the all-reduce.
     world = world_size()
     for m in (m for m in candidates if m in momenta):
@@ -418,4 +428,4 @@ class TestFigures(L.Callback):
             fig.savefig(path, dpi=self.dpi, bbox_inches="tight")
             self.paths.append(path)
             log_figure(pl_module.logger, tag, fig, pl_module.global_step)
-        pl_module.test_figure_paths = list(self.paths)
+        pl_module.test_figure_paths = list(self.paths)  # type: ignore[assignment]

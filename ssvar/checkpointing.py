@@ -389,7 +389,7 @@ class GlobalRNGState(L.Callback):
         version, pystate, pygauss = random.getstate()
         checkpoint["ssvar_rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
             "python": [version, list(pystate), pygauss],
         }
 

@@ -142,7 +142,9 @@ def _resolve(value: str) -> str:
         try:
             value = str(config_path(value))
         except FileNotFoundError:
-            raise FileNotFoundError(f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)") from None
+            raise FileNotFoundError(
+                f"--config {value}: no such file, and no shipped config of that name (ssvar configs list)"
+            ) from None
     if _has_bases(value):  # composed here: LightningCLI takes the merged config as text (JSON is YAML)
         return json.dumps(load_config(value))
     return value  # a plain file, or inline YAML: as given

@@ -109,7 +109,9 @@ def load_model(
         }
     class_path = hp.get("_class_path") or ckpt.get("ssvar_method_class")
     if class_path is None:
-        raise ValueError(f"{ckpt_path} names no method class: pass the training config's model section (--model-config)")
+        raise ValueError(
+            f"{ckpt_path} names no method class: pass the training config's model section (--model-config)"
+        )
     module_name, cls_name = class_path.rsplit(".", 1)
     cls = getattr(__import__(module_name, fromlist=[cls_name]), cls_name)
     if not (isinstance(cls, type) and issubclass(cls, SemiSupervisedModule)):

@@ -24,13 +24,14 @@ import socket
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.multiprocessing.spawn import ProcessException
 from torch import nn
+from torch.multiprocessing.spawn import ProcessException
 
 __all__ = ["run_ddp", "shard", "mean_over_ranks", "averaged_grads", "grads", "assert_all_close", "free_port"]
 
@@ -84,7 +85,10 @@ def run_ddp(fn: Callable[..., Any], world: int = 2, *args: Any, timeout_s: float
             # their tracebacks.
             errs = sorted((os.path.getmtime(f), r, f) for r in range(world)
                           if os.path.isfile(f := os.path.join(out, f"rank{r}.err")))
-            report = "\n".join(f"rank {r} failed:\n{open(f).read()}" for _, r, f in errs) or f"rank {e.error_index} failed:\n{e}"
+            report = (
+                "\n".join(f"rank {r} failed:\n{open(f).read()}" for _, r, f in errs)
+                or f"rank {e.error_index} failed:\n{e}"
+            )
             raise AssertionError(f"run_ddp({name}, world={world}): {report}") from None
         finally:
             for p in ctx.processes:
@@ -128,7 +132,10 @@ def _named_parameters(modules: nn.Module | Mapping[str, nn.Module]) -> Iterable[
 def grads(modules: nn.Module | Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
     """Every parameter's gradient by name (zeros where none), after ``backward``. ``modules``:
     one module or ``{prefix: module}`` for several networks."""
-    return {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in _named_parameters(modules)}
+    return {
+        n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in _named_parameters(modules)
+    }
 
 
 def averaged_grads(modules: nn.Module | Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -9,9 +9,8 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
-from torch import nn
-
 from ddp import assert_all_close, averaged_grads, grads, mean_over_ranks, run_ddp, shard
+from torch import nn
 
 pytestmark = pytest.mark.ddp
 
@@ -24,7 +23,9 @@ def _fails_on_rank_1(rank, world):
 
 def test_a_failing_rank_fails_the_caller_with_its_traceback():
     t0 = time.monotonic()
-    with pytest.raises(AssertionError, match=r"(?s)_fails_on_rank_1.*rank 1 failed.*ValueError: rank one is broken on purpose"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)_fails_on_rank_1.*rank 1 failed.*ValueError: rank one is broken on purpose"
+    ):
         run_ddp(_fails_on_rank_1, 2, timeout_s=120)
     assert time.monotonic() - t0 < 100  # rank 0 was stopped, not left waiting for its timeout
 
@@ -47,7 +48,13 @@ def _linear_step(rank, world, tag):
     x = torch.arange(24, dtype=torch.float64).view(8, 3) / 10
     loss = net(shard(x, rank, world)).pow(2).mean()
     loss.backward()
-    return {"loss": mean_over_ranks(loss), **averaged_grads({"net": net}), "rank": rank, "world": dist.get_world_size(), "tag": tag}
+    return {
+        "loss": mean_over_ranks(loss),
+        **averaged_grads({"net": net}),
+        "rank": rank,
+        "world": dist.get_world_size(),
+        "tag": tag,
+    }
 
 
 def test_helpers_equal_one_process_on_the_global_batch():

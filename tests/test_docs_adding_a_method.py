@@ -6,9 +6,9 @@ import os
 import re
 
 import lightning as L
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "adding_a_method.md")
 

@@ -103,4 +103,6 @@ def test_installed_recipe_composes_its_fragments_and_copies_out(installed, tmp_p
     assert listed in _run([str(bindir / "ssvar"), "fit", "--config", name, "--print_config"], tmp_path, env).stdout
     _run([str(bindir / "ssvar"), "configs", "copy", name, "mine.yaml"], tmp_path, env)
     assert "__base__" not in (tmp_path / "mine.yaml").read_text()
-    assert listed in _run([str(bindir / "ssvar"), "fit", "--config", "mine.yaml", "--print_config"], tmp_path, env).stdout
+    assert (
+        listed in _run([str(bindir / "ssvar"), "fit", "--config", "mine.yaml", "--print_config"], tmp_path, env).stdout
+    )

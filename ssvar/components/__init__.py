@@ -23,7 +23,13 @@ from ssvar.components.distributed import (
     world_size,
 )
 from ssvar.components.ema import EMATeacher
-from ssvar.components.prototype_bank import BankStep, GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss, fit_gmm_1d
+from ssvar.components.prototype_bank import (
+    BankStep,
+    GaussianMixture1D,
+    PrototypeBank,
+    adaptive_contrastive_loss,
+    fit_gmm_1d,
+)
 from ssvar.components.pseudo_label import PseudoLabeler, PseudoLabels
 from ssvar.components.temporal_calibration import (
     CrossScaleCalibration,
@@ -33,8 +39,8 @@ from ssvar.components.temporal_calibration import (
     time_features,
 )
 from ssvar.components.temporal_gradient import split_rgb_tg, temporal_gradient
-from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix, token_mix_loss
 from ssvar.components.temporal_similarity import TemporalSimilarityReweighter, temporal_similarity_matrix
+from ssvar.components.token_mix import TokenMixDraw, TubeTokenMix, token_mix_loss
 from ssvar.components.weights import FrozenTeacher, load_weights
 
 __all__ = [

@@ -60,7 +60,9 @@ class CrossPseudoLabeler(nn.Module):
         super().__init__()
         self.pseudo_labeler = pseudo_labeler or PseudoLabeler(threshold=threshold)
 
-    def forward(self, weak_a: Tensor, weak_b: Tensor, strong_a: Tensor, strong_b: Tensor, step: int = 0) -> CrossPseudoLabels:
+    def forward(
+        self, weak_a: Tensor, weak_b: Tensor, strong_a: Tensor, strong_b: Tensor, step: int = 0
+    ) -> CrossPseudoLabels:
         """Logits ``[B_u, K]`` of both networks on the weak and on the strong views."""
         if not (weak_a.shape == weak_b.shape == strong_a.shape == strong_b.shape):
             raise ValueError(
@@ -106,7 +108,8 @@ def co_training_param_groups(
     owner: dict[int, str] = {}
     groups: list[dict] = []
     for name, modules in networks.items():
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         seen: set[int] = set()
         for m in modules:
             for p in m.parameters():

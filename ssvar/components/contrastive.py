@@ -170,13 +170,16 @@ def global_local_contrastive(local_of_global: Tensor, dense: Tensor, temperature
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if local_of_global.dim() != 3 or local_of_global.shape != dense.shape or dense.shape[1] < 2:
         raise ValueError(
-            f"expected two [B, K, D] embeddings with K >= 2, got {tuple(local_of_global.shape)} and {tuple(dense.shape)}"
+            "expected two [B, K, D] embeddings with K >= 2, got "
+            f"{tuple(local_of_global.shape)} and {tuple(dense.shape)}"
         )
     b, k, _ = dense.shape
     g, d = _normalise(local_of_global.flatten(0, 1)).view(b, k, -1), _normalise(dense.flatten(0, 1)).view(b, k, -1)
     logits = g @ d.transpose(1, 2) / temperature  # [B, K, K]
     target = torch.arange(k, device=dense.device).repeat(b)
-    return 0.5 * (F.cross_entropy(logits.flatten(0, 1), target) + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target))
+    return 0.5 * (
+        F.cross_entropy(logits.flatten(0, 1), target) + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target)
+    )
 
 
 class ProjectionHead(nn.Module):
@@ -312,7 +315,9 @@ class CrossModalContrastive(PairedContrastive):
             DeprecationWarning,
             stacklevel=2,
         )
-        super().__init__(dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="info_nce", last_bn=True)
+        super().__init__(
+            dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="info_nce", last_bn=True
+        )
 
 
 class CrossArchContrastiveHead(PairedContrastive):
@@ -335,4 +340,6 @@ class CrossArchContrastiveHead(PairedContrastive):
             DeprecationWarning,
             stacklevel=2,
         )
-        super().__init__(dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="nt_xent", last_bn=False)
+        super().__init__(
+            dim_a, dim_b, proj_dim, hidden_dim, num_layers, temperature, gather, loss="nt_xent", last_bn=False
+        )

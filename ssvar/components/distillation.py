@@ -28,7 +28,9 @@ def feature_alignment_loss(features: Sequence[Tensor], targets: Sequence[Tensor]
     the first network is pulled (LTG: the TG network gets no gradient from the alignment).
     """
     if len(features) != len(targets) or not features:
-        raise ValueError(f"feature_alignment_loss needs the same non-zero number of stages, got {len(features)} and {len(targets)}")
+        raise ValueError(
+            f"feature_alignment_loss needs the same non-zero number of stages, got {len(features)} and {len(targets)}"
+        )
     total = features[0].new_zeros(())
     for i, (f, t) in enumerate(zip(features, targets)):
         if f.shape != t.shape:
@@ -46,7 +48,10 @@ def distillation_loss(student_logits: Tensor, target: Tensor, kind: Literal["mse
     reduction: ``KL(P_T || softmax S)`` divided by ``B * K``). Computed in float32 at least.
     """
     if student_logits.dim() != 2 or student_logits.shape != target.shape:
-        raise ValueError(f"student_logits and target must both be [B, K], got {tuple(student_logits.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            "student_logits and target must both be [B, K], got "
+            f"{tuple(student_logits.shape)} and {tuple(target.shape)}"
+        )
     if kind == "mse":
         return F.mse_loss(student_logits.float().softmax(1), target)
     if kind == "kl":

@@ -66,7 +66,7 @@ class EMATeacher(nn.Module):
         self.register_buffer("last_decay", torch.tensor(decay))
         self._num_updates: int | None = None  # host copy of num_updates: no device sync per step
 
-    def attach(self, student: nn.Module) -> "EMATeacher":
+    def attach(self, student: nn.Module) -> EMATeacher:
         """Start the teacher as a copy of ``student`` (call once, in the method's constructor)."""
         self.model = copy.deepcopy(student)
         for p in self.model.parameters():
@@ -74,7 +74,7 @@ class EMATeacher(nn.Module):
         self.model.eval()
         return self
 
-    def train(self, mode: bool = True) -> "EMATeacher":
+    def train(self, mode: bool = True) -> EMATeacher:
         # The teacher stays in eval mode whatever Lightning does to the parent module.
         super().train(mode)
         if self.model is not None:

@@ -175,7 +175,11 @@ class PseudoLabeler(nn.Module):
 def _global_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over the rows of ``x`` ``[B, K]`` across every DDP rank (the global batch)."""
     total, count = x.sum(dim=0), torch.tensor(float(x.shape[0]), device=x.device)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+    if (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
         torch.distributed.all_reduce(total)
         torch.distributed.all_reduce(count)
     return total / count

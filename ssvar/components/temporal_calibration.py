@@ -27,33 +27,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CrossScaleCalibration", "supports_time_features", "temporal_alignment_loss", "temporal_slices", "time_features"]
+from ssvar.models.backbones import backbone_can
+
+__all__ = [
+    "CrossScaleCalibration",
+    "supports_time_features",
+    "temporal_alignment_loss",
+    "temporal_slices",
+    "time_features",
+]
 
 
 def supports_time_features(backbone: nn.Module) -> bool:
-    """Whether :func:`time_features` can read per-time-step features of ``backbone``."""
-    return hasattr(backbone, "forward_features") or (
-        hasattr(backbone, "forward_stages") and bool(getattr(backbone, "stage_dims", None))
-    )
+    """Whether ``backbone`` declares per-time-step features (``has_time_features``)."""
+    return backbone_can(backbone, "time_features")
 
 
 def time_features(backbone: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(pooled [B, D], per_time [B, T', D])`` of clips ``x`` ``[B, C, T, H, W]``, one forward.
-
-    For 3D-CNNs ``pooled`` is the last feature map averaged over time and space, computed as the
-    backbone computes it, so it equals ``backbone(x)`` bit for bit, and ``per_time`` is that map
-    averaged over space; for TimeSformer ``pooled`` is the CLS output (``backbone(x)``) and
-    ``per_time`` the frame-wise mean of the patch tokens.
-    """
-    if hasattr(backbone, "forward_features"):  # TimeSformer
-        cls, tokens = backbone.forward_features(x)
-        return cls, tokens.mean(dim=2)
-    if hasattr(backbone, "forward_stages"):
-        fmap = backbone.forward_stages(x)[-1]  # [B, D, T', H', W']
-        # One mean over (T', H', W'), as the backbones' forward: the mean of the per-time means
-        # rounds differently in the last bit.
-        return fmap.mean(dim=(2, 3, 4)), fmap.mean(dim=(3, 4)).transpose(1, 2)  # [B, D], [B, T', D]
-    raise TypeError(f"backbone {type(backbone).__name__} exposes no per-time-step features")
+    """``(pooled [B, D], per_time [B, T', D])`` of clips ``x`` ``[B, C, T, H, W]``, one forward:
+    the backbone's own ``time_features``. For 3D-CNNs ``pooled`` equals ``backbone(x)`` bit for
+    bit and ``per_time`` is the last feature map averaged over space; for TimeSformer ``pooled``
+    is the CLS output and ``per_time`` the frame-wise mean of the patch tokens."""
+    if not supports_time_features(backbone):
+        raise TypeError(f"backbone {type(backbone).__name__} declares no per-time-step features (has_time_features)")
+    return backbone.time_features(x)
 
 
 def temporal_slices(backbone: nn.Module, x: Tensor, slices: int) -> tuple[Tensor, Tensor]:
@@ -119,7 +116,9 @@ class CrossScaleCalibration(nn.Module):
     def forward(self, short: Tensor, long_steps: Tensor) -> Tensor:
         """``short [B, dim]``, ``long_steps [B, S, T', dim]`` -> calibrated ``[B, dim]``."""
         if long_steps.dim() != 4 or long_steps.shape[1] != self.num_scales or long_steps.shape[-1] != self.dim:
-            raise ValueError(f"long_steps must be [B, {self.num_scales}, T', {self.dim}], got {tuple(long_steps.shape)}")
+            raise ValueError(
+                f"long_steps must be [B, {self.num_scales}, T', {self.dim}], got {tuple(long_steps.shape)}"
+            )
         b, s, t, d = long_steps.shape
         if t > self.max_time_steps:
             raise ValueError(f"{t} time steps per long clip exceed max_time_steps={self.max_time_steps}")

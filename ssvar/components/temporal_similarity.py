@@ -38,7 +38,8 @@ its shard and the scores are summed across ranks, so every rank holds the same s
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Literal, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -147,13 +148,19 @@ class TemporalSimilarityReweighter(nn.Module):
             raise RuntimeError(f"temporal similarity scores of {name!r} are not computed yet (call compute)")
         return buf[index.to(buf.device)]
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # Buffers start empty; take the stored size so a checkpoint restores the cache exactly.
         for n in self.sets:
             key = prefix + f"score_{n}"
             if key in state_dict:
-                setattr(self, f"score_{n}", torch.zeros_like(state_dict[key], device=getattr(self, f"score_{n}").device))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+                setattr(
+                    self, f"score_{n}", torch.zeros_like(state_dict[key], device=getattr(self, f"score_{n}").device)
+                )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @torch.no_grad()
     def compute(
@@ -204,7 +211,9 @@ class TemporalSimilarityReweighter(nn.Module):
             all_reduce_sum(vals)  # each rank scored its shard: every rank gets all scores
             all_reduce_sum(seen)
             if bool((seen > 1).any()):
-                raise RuntimeError(f"score set {name!r}: {int((seen > 1).sum())} of {size} videos were scored more than once")
+                raise RuntimeError(
+                    f"score set {name!r}: {int((seen > 1).sum())} of {size} videos were scored more than once"
+                )
             raw[name] = vals.float()
             scored[name] = seen == 1
         if not any(bool(m.any()) for m in scored.values()):
@@ -221,7 +230,12 @@ class TemporalSimilarityReweighter(nn.Module):
             self.unscored[n] = missing
             if missing:
                 scores[n][~scored[n]] = mean
-                log.warning("temporal similarity: %d of %d %s videos could not be decoded; they get the mean score %.3f",
-                            missing, len(raw[n]), n, float(mean))
+                log.warning(
+                    "temporal similarity: %d of %d %s videos could not be decoded; they get the mean score %.3f",
+                    missing,
+                    len(raw[n]),
+                    n,
+                    float(mean),
+                )
         self.set_scores(scores)
         return scores

@@ -106,7 +106,9 @@ class TubeTokenMix(nn.Module):
         return f"alpha={self.alpha}"
 
 
-def token_mix_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: Literal["mse", "ce"] = "mse") -> torch.Tensor:
+def token_mix_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: Literal["mse", "ce"] = "mse"
+) -> torch.Tensor:
     """SVFormer's TokenMix loss of the mixed clips' ``logits`` ``[B, K]`` against their mixed
     ``targets`` ``[B, K]`` (:meth:`TokenMixDraw.mix`), each clip weighted by its mixed confidence
     mask ``weights`` ``[B]`` and averaged over the batch.
@@ -117,7 +119,8 @@ def token_mix_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.T
     """
     if logits.dim() != 2 or logits.shape != targets.shape or weights.shape != logits.shape[:1]:
         raise ValueError(
-            f"expected logits and targets [B, K] and weights [B], got {tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(weights.shape)}"
+            "expected logits and targets [B, K] and weights [B], got "
+            f"{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(weights.shape)}"
         )
     if kind == "mse":
         per_clip = (logits.float() - targets).pow(2).mean(dim=1)

@@ -52,7 +52,11 @@ def load_weights(module: nn.Module, path: str, prefix: str = "") -> int:
     own = module.state_dict()
     missing = [k for k in own if k not in sub]
     unexpected = [k for k in sub if k not in own]
-    shapes = [f"{k}: file {tuple(sub[k].shape)} vs module {tuple(own[k].shape)}" for k in own if k in sub and sub[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(sub[k].shape)} vs module {tuple(own[k].shape)}"
+        for k in own
+        if k in sub and sub[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         raise RuntimeError(
             f"weights {path} (prefix {prefix!r}) do not match {type(module).__name__}: "
@@ -78,7 +82,7 @@ class FrozenTeacher(nn.Module):
             p.requires_grad_(False)
         self.model.eval()
 
-    def train(self, mode: bool = True) -> "FrozenTeacher":
+    def train(self, mode: bool = True) -> FrozenTeacher:
         # Lightning calls .train() on the whole LightningModule every epoch: stay in eval.
         super().train(False)
         return self

@@ -13,4 +13,17 @@ from ssvar.methods.tg_fixmatch import TGFixMatch
 from ssvar.methods.timebalance import TimeBalance
 from ssvar.methods.timebalance_pretrain import TimeBalancePretrain
 
-__all__ = ["SemiSupervisedModule", "Supervised", "FixMatch", "MeanTeacher", "TGFixMatch", "CMPL", "ActNetFormer", "SVFormer", "ACLMTL", "TimeBalancePretrain", "TimeBalance", "ClipContrastive"]
+__all__ = [
+    "SemiSupervisedModule",
+    "Supervised",
+    "FixMatch",
+    "MeanTeacher",
+    "TGFixMatch",
+    "CMPL",
+    "ActNetFormer",
+    "SVFormer",
+    "ACLMTL",
+    "TimeBalancePretrain",
+    "TimeBalance",
+    "ClipContrastive",
+]

@@ -163,7 +163,11 @@ class ACLMTL(SemiSupervisedModule):
             check_backbone(backbone, "backbone", "ACLMTL with use_mtl", needs=("time_features",))
             if long_num_frames is not None and long_num_frames < 1:
                 raise ValueError(f"long_num_frames must be >= 1, got {long_num_frames}")
-        for name, v in (("acl_weight", acl_weight), ("calibration_weight", calibration_weight), ("align_weight", align_weight)):
+        for name, v in (
+            ("acl_weight", acl_weight),
+            ("calibration_weight", calibration_weight),
+            ("align_weight", align_weight),
+        ):
             if v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
         self.pseudo_labeler = pseudo_labeler or PseudoLabeler(threshold=threshold)
@@ -191,7 +195,9 @@ class ACLMTL(SemiSupervisedModule):
         self.calibration: CrossScaleCalibration | None = None
         self.mtl_scales = tuple(int(s) for s in mtl_scales)
         if use_mtl:
-            self.calibration = CrossScaleCalibration(d, len(self.mtl_scales), max_time_steps, num_heads=calibration_heads)
+            self.calibration = CrossScaleCalibration(
+                d, len(self.mtl_scales), max_time_steps, num_heads=calibration_heads
+            )
         self.long_num_frames = long_num_frames
         self.calibration_weight = calibration_weight
         self.align_weight = align_weight

@@ -100,7 +100,9 @@ class ActNetFormer(SemiSupervisedModule):
         weight_decay: float = 1e-3,
         **kwargs,
     ):
-        super().__init__(backbone, num_classes, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kwargs)
+        super().__init__(
+            backbone, num_classes, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kwargs
+        )
         if aux_backbone is None:
             from ssvar.models import TimeSformer
 
@@ -152,10 +154,14 @@ class ActNetFormer(SemiSupervisedModule):
         # Z is deployed; A reads the higher-frame-rate clips. Each trains with its projection
         # head, in its own parameter groups.
         lr = self.aux_lr if self.aux_lr is not None else self.hparams.lr
-        proj_z, proj_a = ((self.contrastive.head_a,), (self.contrastive.head_b,)) if self.contrastive is not None else ((), ())
+        proj_z, proj_a = (
+            ((self.contrastive.head_a,), (self.contrastive.head_b,)) if self.contrastive is not None else ((), ())
+        )
         return {
             "primary": Network(Classifier(self.backbone, self.head), lr=self.hparams.lr, trains_with=proj_z),
-            "auxiliary": Network(Classifier(self.aux_backbone, self.aux_head), view="weak_aux", lr=lr, trains_with=proj_a),
+            "auxiliary": Network(
+                Classifier(self.aux_backbone, self.aux_head), view="weak_aux", lr=lr, trains_with=proj_a
+            ),
         }
 
     # -- the iteration --------------------------------------------------------------------
@@ -176,7 +182,9 @@ class ActNetFormer(SemiSupervisedModule):
             )
         else:
             _, (z_l, z_s) = forward_parts(self.backbone, self.head, [labeled["weak"], unlabeled["strong"]])
-            _, (a_l, a_s) = forward_parts(self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["strong_aux"]])
+            _, (a_l, a_s) = forward_parts(
+                self.aux_backbone, self.aux_head, [labeled["weak_aux"], unlabeled["strong_aux"]]
+            )
             with torch.no_grad():
                 z_w, a_w = self(unlabeled["weak"]), aux(unlabeled["weak_aux"])
         # 2. supervised, both models
@@ -194,4 +202,6 @@ class ActNetFormer(SemiSupervisedModule):
             "loss_unsupervised_aux": cross.loss_b, "acc1_labeled_aux": (a_l.argmax(1) == y).float().mean(),
         }
         # A's labels are what the deployed model Z learns
-        return StepOutput(losses, z_l, pseudo_labels=cross.from_b, extra_pseudo_labels={"from_primary": cross.from_a}, logs=logs)
+        return StepOutput(
+            losses, z_l, pseudo_labels=cross.from_b, extra_pseudo_labels={"from_primary": cross.from_a}, logs=logs
+        )

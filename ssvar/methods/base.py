@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning as L
 import torch
@@ -278,7 +278,8 @@ class VideoModule(L.LightningModule):
         """The optimiser's parameter groups: weight decay on weights, none on norms and biases
         (``decay_norm_and_bias=True``: on everything, as MMAction2). A group's own ``lr`` is
         scaled by the schedule like the default one."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for _, p in self.named_parameters():
             if not p.requires_grad:
                 continue
@@ -400,7 +401,7 @@ class SemiSupervisedModule(VideoModule):
         y = labeled["label"]
         # The method sees the unlabelled batch without its true labels.
         out = self.train_step(labeled, _without_hidden(unlabeled) if unlabeled else {})
-        loss = sum(out.losses.values())
+        loss = cast(torch.Tensor, sum(out.losses.values()))
         bs = y.shape[0]
         self._log_train(loss, out.losses, bs)
         self.log("train/acc1_labeled", (out.logits.argmax(1) == y).float().mean(), batch_size=bs)
@@ -532,7 +533,11 @@ class SemiSupervisedModule(VideoModule):
         scores = self._view_logits(batch["video"])
         y = batch["label"]
         self.val_metrics.update(scores, y)
-        loss = F.nll_loss(scores.clamp_min(1e-8).log(), y) if self.hparams.test_average == "prob" else F.cross_entropy(scores, y)
+        loss = (
+            F.nll_loss(scores.clamp_min(1e-8).log(), y)
+            if self.hparams.test_average == "prob"
+            else F.cross_entropy(scores, y)
+        )
         self.log("val/loss", loss, batch_size=y.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -584,7 +589,7 @@ class SelfSupervisedPretraining(VideoModule):
             kwargs.pop(legacy, None)
         super().__init__(backbone, num_classes, **kwargs)
 
-    def pretext_losses(self, views: UnlabeledViews) -> dict[str, torch.Tensor]:
+    def pretext_losses(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one batch of normalised unlabelled views."""
         raise NotImplementedError
 
@@ -593,9 +598,9 @@ class SelfSupervisedPretraining(VideoModule):
         return self.backbone(x)
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        views = batch["unlabeled"]
+        views: dict[str, torch.Tensor] = dict(batch["unlabeled"])  # type: ignore[arg-type]
         losses = self.pretext_losses(views)
-        loss = sum(losses.values())
+        loss = cast(torch.Tensor, sum(losses.values()))
         self._log_train(loss, losses, next(iter(views.values())).shape[0])
         return loss
 

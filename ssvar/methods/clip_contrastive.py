@@ -49,7 +49,9 @@ from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SelfSupervisedPretraining
 
 
-def temporal_contrast(anchor: torch.Tensor, positive: torch.Tensor, variants: list[torch.Tensor], temperature: float) -> torch.Tensor:
+def temporal_contrast(
+    anchor: torch.Tensor, positive: torch.Tensor, variants: list[torch.Tensor], temperature: float
+) -> torch.Tensor:
     """Cross-entropy that ranks each anchor's ``positive`` above its own temporal ``variants``.
 
     All inputs are ``[B, D]`` embeddings (L2-normalised here); for anchor i the candidates are
@@ -119,7 +121,9 @@ class ClipContrastive(SelfSupervisedPretraining):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
         if num_frames < 2 or num_frames % 2:
             raise ValueError(f"num_frames must be even and >= 2, got {num_frames}")
-        self.projector = ProjectionHead(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True)
+        self.projector = ProjectionHead(
+            backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True
+        )
         self.temperature = temperature
         self.time_weight = time_weight
         self.reverse_negative = reverse_negative and time_weight > 0
@@ -138,7 +142,9 @@ class ClipContrastive(SelfSupervisedPretraining):
         long = 2 * t if self.speed_negative else t
         views = {
             "anchor": ViewSpec(self.augmentation, num_frames=long if self.variants_of == "anchor" else t),
-            "positive": ViewSpec(self.augmentation, num_frames=long if self.variants_of == "positive" else t, window=window),
+            "positive": ViewSpec(
+                self.augmentation, num_frames=long if self.variants_of == "positive" else t, window=window
+            ),
         }
         return {"labeled": {}, "unlabeled": views}
 

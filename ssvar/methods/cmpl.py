@@ -76,7 +76,9 @@ class CMPL(SemiSupervisedModule):
         weight_decay: float = 1e-3,
         **kwargs,
     ):
-        super().__init__(backbone, num_classes, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kwargs)
+        super().__init__(
+            backbone, num_classes, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kwargs
+        )
         if aux_backbone is None:
             from ssvar.models import SlowOnlyR50
 

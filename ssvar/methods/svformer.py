@@ -104,7 +104,9 @@ class SVFormer(SemiSupervisedModule):
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         try:
-            self.temporal_warp = TemporalWarp(tuple(warp_anchors), tuple(warp_probs) if warp_probs is not None else None)
+            self.temporal_warp = TemporalWarp(
+                tuple(warp_anchors), tuple(warp_probs) if warp_probs is not None else None
+            )
         except ValueError as e:
             raise ValueError(f"warp_anchors / warp_probs: {e}") from None
         # Confident clips get one-hot targets, the others their soft teacher distribution.
@@ -161,5 +163,5 @@ class SVFormer(SemiSupervisedModule):
         # 5. L = L_s + gamma1 L_un + gamma2 L_mix (unlabelled terms off during the warm-up)
         on = self.unsup_schedule(step, self.total_steps())
         out.losses.update(unsupervised=on * self.gamma1 * loss_un, mix=on * self.gamma2 * loss_mix)
-        out.logs["mix_ratio"] = mix.ratio
+        out.logs["mix_ratio"] = float(mix.ratio if mix.ratio is not None else mix.lam)
         return out

@@ -119,15 +119,23 @@ class TGFixMatch(SemiSupervisedModule):
         self.tg_backbone = tg_backbone if tg_backbone is not None else _reinit(copy.deepcopy(backbone))
         check_backbone(self.tg_backbone, "tg_backbone", "TGFixMatch", needs=("stage_features",))
         if list(self.tg_backbone.stage_dims) != list(backbone.stage_dims):
-            raise ValueError(f"RGB and TG networks must have the same stages: {backbone.stage_dims} vs {self.tg_backbone.stage_dims}")
+            raise ValueError(
+                f"RGB and TG networks must have the same stages: {backbone.stage_dims} vs {self.tg_backbone.stage_dims}"
+            )
         self.tg_head = ClassifierHead(self.tg_backbone.feature_dim, num_classes, self.hparams.dropout)
         self.pseudo_labeler = PseudoLabeler(threshold=threshold)
         # Projection heads only when the contrastive term is on: unused parameters stop DDP
         # (without find_unused_parameters) at its second step.
         self.contrastive = (
             PairedContrastive(
-                backbone.feature_dim, self.tg_backbone.feature_dim, proj_dim=proj_dim, hidden_dim=proj_dim, num_layers=3,
-                temperature=temperature, loss="info_nce", last_bn=True,
+                backbone.feature_dim,
+                self.tg_backbone.feature_dim,
+                proj_dim=proj_dim,
+                hidden_dim=proj_dim,
+                num_layers=3,
+                temperature=temperature,
+                loss="info_nce",
+                last_bn=True,
             )
             if contrastive_weight > 0
             else None
@@ -158,7 +166,9 @@ class TGFixMatch(SemiSupervisedModule):
             "strong": ViewSpec("strong", same_as="weak", next_offset=nxt),
         }
         if self.tg_strong_view != "shared":  # its own RandAugment draw, for the TG network only
-            unlabeled["strong_tg"] = ViewSpec("strong", same_as="weak", next_offset=nxt, gradient=self.tg_strong_view == "gradient")
+            unlabeled["strong_tg"] = ViewSpec(
+                "strong", same_as="weak", next_offset=nxt, gradient=self.tg_strong_view == "gradient"
+            )
         return {"labeled": {"weak": ViewSpec("weak", next_offset=nxt)}, "unlabeled": unlabeled}
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -232,6 +242,8 @@ class TGFixMatch(SemiSupervisedModule):
             )
         # 6. cross-modal contrastive
         if self.contrastive is not None:
-            losses["contrastive"] = self.contrastive_weight * self.contrastive(rgb_pooled[:n_align], tg_pooled[:n_align])
+            losses["contrastive"] = self.contrastive_weight * self.contrastive(
+                rgb_pooled[:n_align], tg_pooled[:n_align]
+            )
             out.logs["contrastive_negatives"] = float(self.contrastive.last_num_negatives)
         return out

@@ -131,14 +131,20 @@ class TimeBalance(SemiSupervisedModule):
 
         dm = self.trainer.datamodule
         if not isinstance(dm, SemiSupervisedDataModule):
-            raise RuntimeError("TimeBalance computes its temporal-similarity scores from an ssvar data module; fit with datamodule=...")
+            raise RuntimeError(
+                "TimeBalance computes its temporal-similarity scores from an ssvar data module; fit with datamodule=..."
+            )
         world, rank = self.trainer.world_size, self.trainer.global_rank
         view = {"video": ViewSpec("test", clips=self.reweighter.num_clips, crops=1)}
         loaders = {}
         for name, index in (("labeled", dm.splits.labeled), ("unlabeled", dm.splits.unlabeled)):
             ds = dm.dataset(index, view, train=False)
             sampler = EvalDistributedSampler(ds, world, rank)
-            loaders[name] = (DataLoader(ds, batch_size=self.score_batch_size, sampler=sampler, num_workers=dm.num_workers), len(ds))
+            loaders[name] = (
+                DataLoader(ds, batch_size=self.score_batch_size, sampler=sampler, num_workers=dm.num_workers),
+                len(ds),
+            )
+
         def prepare(x: torch.Tensor) -> torch.Tensor:
             return self.on_after_batch_transfer(x.to(self.device), 0)
 
@@ -163,11 +169,14 @@ class TimeBalance(SemiSupervisedModule):
         # 4. CE on labelled, distillation on both
         losses = {
             "supervised": self.supervised_loss(logits[:bl], y),
-            "distill_labeled": self.labeled_distill_weight * distillation_loss(logits[:bl], target[:bl], self.distill_loss),
+            "distill_labeled": self.labeled_distill_weight
+            * distillation_loss(logits[:bl], target[:bl], self.distill_loss),
         }
         out = StepOutput(losses, logits[:bl])
         if unlabeled:
-            losses["distill_unlabeled"] = self.unlabeled_distill_weight * distillation_loss(logits[bl:], target[bl:], self.distill_loss)
+            losses["distill_unlabeled"] = self.unlabeled_distill_weight * distillation_loss(
+                logits[bl:], target[bl:], self.distill_loss
+            )
             # Monitoring only: how good the combined teacher target is on unlabelled clips.
             out.pseudo_labels = PseudoLabels.from_probs(target[bl:])
         out.logs.update({

@@ -114,7 +114,9 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
         if augmentation not in ("weak", "strong"):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
         check_backbone(backbone, "backbone", "TimeBalancePretrain", needs=("time_features",))
-        self.projector = ProjectionHead(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True)
+        self.projector = ProjectionHead(
+            backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True
+        )
         self.instance_weight = instance_weight
         self.local_local_weight = local_local_weight
         self.global_local_weight = global_local_weight
@@ -130,14 +132,18 @@ class TimeBalancePretrain(SelfSupervisedPretraining):
 
     # -- data -----------------------------------------------------------------------------
     def _needs_dense(self) -> bool:
-        return bool(self.local_local_weight or self.global_local_weight or (self.instance_weight and self.dense_instance_weight))
+        return bool(
+            self.local_local_weight or self.global_local_weight or (self.instance_weight and self.dense_instance_weight)
+        )
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         # Two identical specs without same_as: the same frames (decoded once), independent draws.
         sparse = ViewSpec(self.augmentation, num_frames=self.num_frames, stride=self.sparse_stride)
         views = {"sparse": sparse, "sparse_aug": sparse}
         if self._needs_dense():
-            offsets = tiling_offsets(self.num_frames, self.sparse_stride, self.num_dense_clips, self.dense_frames, self.dense_stride)
+            offsets = tiling_offsets(
+                self.num_frames, self.sparse_stride, self.num_dense_clips, self.dense_frames, self.dense_stride
+            )
             dense = ViewSpec(self.augmentation, num_frames=self.dense_frames, stride=self.dense_stride,
                              offsets=offsets, independent_clips=True)
             views.update(dense=dense, dense_aug=dense)

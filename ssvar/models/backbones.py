@@ -49,20 +49,20 @@ class VideoBackbone(nn.Module):
     # What a backbone can do beyond pooled features, declared (not probed) and checked by
     # :func:`check_backbone` for the methods that need it.
     has_stage_features: ClassVar[bool] = False  # forward_stages(x) and stage_dims (3D-CNNs)
-    has_time_features: ClassVar[bool] = False  # forward_time(x): per-time-step features
+    has_time_features: ClassVar[bool] = False  # time_features(x): per-time-step features
     has_token_hook: ClassVar[bool] = False  # forward(x, token_hook=...): patch tokens can be edited
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no per-stage features")
 
-    def forward_time(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def time_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled [B, D], per_time [B, T', D])`` from one forward. 3D-CNNs: the last feature
-        map pooled over space (``pooled`` is its mean over time, i.e. ``forward(x)``)."""
+        map averaged over time and space as ``forward`` does (so ``pooled`` equals ``forward(x)``
+        bit for bit), and over space only for ``per_time``."""
         if not self.has_stage_features:
             raise NotImplementedError(f"{type(self).__name__} has no per-time-step features")
         fmap = self.forward_stages(x)[-1]  # [B, D, T', H', W']
-        per_time = fmap.mean(dim=(3, 4)).transpose(1, 2)
-        return per_time.mean(dim=1), per_time
+        return fmap.mean(dim=(2, 3, 4)), fmap.mean(dim=(3, 4)).transpose(1, 2)
 
     def init_weights(self) -> None:
         """Fresh weights drawn by this architecture's own initialiser (what its constructor
@@ -125,8 +125,9 @@ class VideoBackbone(nn.Module):
 
 
 _CAPABILITIES = {
-    "stage_features": "per-stage feature maps (forward_stages, stage_dims: a 3D-CNN such as Tiny3D, R3D18, ResNet3d18 or SlowOnlyR50)",
-    "time_features": "per-time-step features (forward_time: a 3D-CNN or TimeSformer)",
+    "stage_features": "per-stage feature maps (forward_stages, stage_dims: a 3D-CNN such as Tiny3D, R3D18, "
+    "ResNet3d18 or SlowOnlyR50)",
+    "time_features": "per-time-step features (time_features: a 3D-CNN or TimeSformer)",
     "token_hook": "patch tokens it can edit (forward(x, token_hook=...): TimeSformer)",
 }
 

@@ -288,7 +288,7 @@ class TimeSformer(VideoBackbone):
             cls, tokens = blk(cls, tokens)
         return self.norm(cls).mean(dim=1), self.norm(tokens)
 
-    def forward_time(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def time_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(CLS ``[B, D]``, frame-wise mean of the patch tokens ``[B, T, D]``), one forward."""
         cls, tokens = self.forward_features(x)
         return cls, tokens.mean(dim=2)

@@ -55,14 +55,18 @@ def test_data_throughput_smoke(tmp_path, capsys):
         f = figures[name]
         assert len(f["pass_seconds"]) == len(f["pass_cpu_seconds"]) == 1
         # The per-sample figures are the measured pass times over the videos (one repeat: no median to take).
-        assert f["cpu_ms_per_sample"] == pytest.approx(1000 * f["pass_cpu_seconds"][0] / 2) and f["cpu_ms_per_sample"] > 0
+        assert (
+            f["cpu_ms_per_sample"] == pytest.approx(1000 * f["pass_cpu_seconds"][0] / 2) and f["cpu_ms_per_sample"] > 0
+        )
         assert f["ms_per_sample"] == pytest.approx(1000 * f["pass_seconds"][0] / 2)
     assert figures["ratio_vs_pytorchvideo"] > 0 and figures["ratio_vs_bound"] > 0
     cpu = {name: figures[name]["cpu_samples_per_s"] for name in ("ssvar", "pytorchvideo", "decode_bound")}
     assert figures["cpu_ratio_vs_bound"] == pytest.approx(cpu["ssvar"] / cpu["decode_bound"])
     # The targets are judged on the CPU-time ratios, against the thresholds the script states.
     assert figures["target_vs_bound_met"] == (figures["cpu_ratio_vs_bound"] >= bench.TARGET_VS_BOUND)
-    assert figures["target_vs_pytorchvideo_met"] == (figures["cpu_ratio_vs_pytorchvideo"] >= bench.TARGET_VS_PYTORCHVIDEO)
+    assert figures["target_vs_pytorchvideo_met"] == (
+        figures["cpu_ratio_vs_pytorchvideo"] >= bench.TARGET_VS_PYTORCHVIDEO
+    )
     out = capsys.readouterr().out
     assert "| pipeline |" in out and "targets" in out
     # --write creates the section, and a second write replaces the generated block only.

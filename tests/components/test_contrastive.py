@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
+from ddp import averaged_grads, mean_over_ranks, run_ddp
 from torch import nn
 
-from ddp import averaged_grads, mean_over_ranks, run_ddp
 from ssvar.components import (
     PairedContrastive,
     ProjectionHead,
@@ -163,7 +163,9 @@ def test_projection_head_ltg_layout():
 def test_modules_compose_heads_and_losses():
     torch.manual_seed(0)
     fa, fb = torch.randn(6, 10), torch.randn(6, 7)
-    cm = PairedContrastive(10, 7, hidden_dim=8, proj_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)
+    cm = PairedContrastive(
+        10, 7, hidden_dim=8, proj_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True
+    )
     loss = cm(fa, fb)
     h_a, h_b = cm.head_a(fa), cm.head_b(fb)
     assert torch.allclose(loss, 0.5 * (_ref_info_nce(h_a, h_b, 0.5) + _ref_info_nce(h_b, h_a, 0.5)), atol=1e-5)
@@ -208,7 +210,9 @@ def _build(case: str) -> nn.Module | None:
         return None
     torch.manual_seed(7)
     if case.startswith("cross_modal"):
-        m = PairedContrastive(DIM_A, DIM_B, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)
+        m = PairedContrastive(
+            DIM_A, DIM_B, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True
+        )
     else:
         m = PairedContrastive(DIM_A, DIM_B, proj_dim=DIM_Z, hidden_dim=8)
     m.double()

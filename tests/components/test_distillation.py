@@ -28,10 +28,18 @@ def _ref_alignment(features, targets):
 
 def test_feature_alignment_matches_the_reference_and_pulls_only_the_first_network():
     torch.manual_seed(0)
-    feats = [torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True), torch.randn(2, 6, 1, 1, 1, dtype=torch.float64, requires_grad=True)]
-    targets = [torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True), torch.randn(2, 6, 1, 1, 1, dtype=torch.float64, requires_grad=True)]
+    feats = [
+        torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 6, 1, 1, 1, dtype=torch.float64, requires_grad=True),
+    ]
+    targets = [
+        torch.randn(2, 4, 3, 2, 2, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 6, 1, 1, 1, dtype=torch.float64, requires_grad=True),
+    ]
     loss = feature_alignment_loss(feats, targets)
-    assert loss.item() == pytest.approx(_ref_alignment([f.detach() for f in feats], [t.detach() for t in targets]), abs=1e-12)
+    assert loss.item() == pytest.approx(
+        _ref_alignment([f.detach() for f in feats], [t.detach() for t in targets]), abs=1e-12
+    )
     loss.backward()
     assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in feats)
     assert all(t.grad is None for t in targets)  # the target network gets no gradient

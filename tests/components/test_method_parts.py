@@ -129,7 +129,8 @@ def test_tg_fixmatch_alignment_term_is_unchanged():
     torch.manual_seed(0)
     m = TGFixMatch(Tiny3D(width=4), num_classes=3, align_weight=0.7, proj_dim=8).eval()
     g = torch.Generator().manual_seed(1)
-    clip = lambda n: torch.randn(n, 3, 8, 16, 16, generator=g)
+    def clip(n):
+        return torch.randn(n, 3, 8, 16, 16, generator=g)
     labeled = {"weak": clip(2), "weak_tg": clip(2), "label": torch.tensor([0, 2])}
     unlabeled = {"weak": clip(3), "weak_tg": clip(3), "strong": clip(3), "strong_tg": clip(3)}
     losses = m.train_step(labeled, unlabeled).losses
@@ -147,7 +148,11 @@ def test_timebalance_distillation_terms_are_unchanged(kind):
     m = TimeBalance(Tiny3D(width=4), num_classes=3, distill_loss=kind).eval()
     m.reweighter.set_scores({"labeled": torch.tensor([0.2, 0.9]), "unlabeled": torch.tensor([0.0, 0.5, 1.0])})
     g = torch.Generator().manual_seed(1)
-    labeled = {"weak": torch.randn(2, 3, 8, 16, 16, generator=g), "label": torch.tensor([1, 2]), "index": torch.tensor([1, 0])}
+    labeled = {
+        "weak": torch.randn(2, 3, 8, 16, 16, generator=g),
+        "label": torch.tensor([1, 2]),
+        "index": torch.tensor([1, 0]),
+    }
     unlabeled = {"weak": torch.randn(3, 3, 8, 16, 16, generator=g), "index": torch.tensor([2, 0, 1])}
     losses = m.train_step(labeled, unlabeled).losses
     with torch.no_grad():
@@ -169,8 +174,12 @@ def test_timebalance_pretrain_terms_are_unchanged(net):
                             sparse_stride=2, num_dense_clips=2, dense_stride=1, proj_dim=8, proj_hidden_dim=8).eval()
     g = torch.Generator().manual_seed(1)
     b, k = 2, 2
-    views = {"sparse": torch.randn(b, 3, 8, 16, 16, generator=g), "sparse_aug": torch.randn(b, 3, 8, 16, 16, generator=g),
-             "dense": torch.randn(b, k, 3, 8, 16, 16, generator=g), "dense_aug": torch.randn(b, k, 3, 8, 16, 16, generator=g)}
+    views = {
+        "sparse": torch.randn(b, 3, 8, 16, 16, generator=g),
+        "sparse_aug": torch.randn(b, 3, 8, 16, 16, generator=g),
+        "dense": torch.randn(b, k, 3, 8, 16, 16, generator=g),
+        "dense_aug": torch.randn(b, k, 3, 8, 16, 16, generator=g),
+    }
     losses = m.pretext_losses(views)
     with torch.no_grad():
         glob, slices = _old_global_and_slices(m.backbone, torch.cat([views["sparse"], views["sparse_aug"]]), k)
@@ -178,6 +187,9 @@ def test_timebalance_pretrain_terms_are_unchanged(net):
         dense = torch.cat([views["dense"], views["dense_aug"]])
         zd = m._project(m.backbone(dense.flatten(0, 1)).view(2 * b, k, -1))
         instance = nt_xent(zg[:b], zg[b:], m.temperature, m.gather)
-        gl = 0.5 * (global_local_contrastive(zs[:b], zd[:b], m.temperature) + global_local_contrastive(zs[b:], zd[b:], m.temperature))
+        gl = 0.5 * (
+            global_local_contrastive(zs[:b], zd[:b], m.temperature)
+            + global_local_contrastive(zs[b:], zd[b:], m.temperature)
+        )
     assert torch.equal(losses["instance"].detach(), instance)
     assert torch.equal(losses["global_local"].detach(), gl)

@@ -31,7 +31,9 @@ def test_every_precise_bn_class_path_resolves_in_a_config(class_path):
     # As LightningCLI reads trainer.callbacks: a class_path + init_args of type Callback.
     parser = ArgumentParser()
     parser.add_argument("--callback", type=L.Callback)
-    cfg = parser.parse_object({"callback": {"class_path": class_path, "init_args": {"num_batches": 3, "every_n_epochs": 2}}})
+    cfg = parser.parse_object(
+        {"callback": {"class_path": class_path, "init_args": {"num_batches": 3, "every_n_epochs": 2}}}
+    )
     instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
     cb = instantiate(cfg).callback
     assert isinstance(cb, callbacks.PreciseBN) and (cb.num_batches, cb.every_n_epochs) == (3, 2)

@@ -51,7 +51,10 @@ def _shapes(state: dict, prefix: str = "") -> dict:
 
 def _random_state(layout: dict) -> dict:
     g = torch.Generator().manual_seed(3)
-    return {k: (torch.tensor(5) if k.endswith("num_batches_tracked") else torch.rand(s, generator=g) + 0.5) for k, s in layout.items()}
+    return {
+        k: (torch.tensor(5) if k.endswith("num_batches_tracked") else torch.rand(s, generator=g) + 0.5)
+        for k, s in layout.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,9 @@ def test_the_methods_keep_their_contrastive_keys():
     d = tg.backbone.feature_dim
     assert _shapes(tg.state_dict(), "contrastive.") == ltg_layout(d, d, 8, 8)
     anf = ActNetFormer(Tiny3D(width=4), num_classes=3, aux_backbone=Tiny3D(width=8), proj_dim=4, proj_hidden_dim=8)
-    assert _shapes(anf.state_dict(), "contrastive.") == simclr_layout(anf.backbone.feature_dim, anf.aux_backbone.feature_dim, 8, 4)
+    assert _shapes(anf.state_dict(), "contrastive.") == simclr_layout(
+        anf.backbone.feature_dim, anf.aux_backbone.feature_dim, 8, 4
+    )
     # ActNetFormer trains each head with its own model: the names its parameter groups use exist.
     assert isinstance(anf.contrastive.head_a, nn.Module) and isinstance(anf.contrastive.head_b, nn.Module)
 
@@ -84,7 +89,9 @@ def test_the_methods_keep_their_contrastive_keys():
 def test_forms_compute_their_losses_on_the_projected_embeddings():
     torch.manual_seed(0)
     fa, fb = torch.randn(6, 10), torch.randn(6, 7)
-    ltg = PairedContrastive(10, 7, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)
+    ltg = PairedContrastive(
+        10, 7, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True
+    )
     ha, hb = ltg.head_a(fa), ltg.head_b(fb)
     assert torch.equal(ltg(fa, fb), 0.5 * (info_nce(ha, hb, 0.5) + info_nce(hb, ha, 0.5)))
     assert ltg.last_num_negatives == 5
@@ -98,10 +105,16 @@ def test_forms_compute_their_losses_on_the_projected_embeddings():
 @pytest.mark.parametrize(
     "old, new",
     [
-        (lambda: CrossModalContrastive(10, 7, hidden_dim=8, proj_dim=8),
-         lambda: PairedContrastive(10, 7, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True)),
-        (lambda: CrossArchContrastiveHead(10, 7, proj_dim=4, hidden_dim=8),
-         lambda: PairedContrastive(10, 7, proj_dim=4, hidden_dim=8, num_layers=2, temperature=0.1, loss="nt_xent")),
+        (
+            lambda: CrossModalContrastive(10, 7, hidden_dim=8, proj_dim=8),
+            lambda: PairedContrastive(
+                10, 7, proj_dim=8, hidden_dim=8, num_layers=3, temperature=0.5, loss="info_nce", last_bn=True
+            ),
+        ),
+        (
+            lambda: CrossArchContrastiveHead(10, 7, proj_dim=4, hidden_dim=8),
+            lambda: PairedContrastive(10, 7, proj_dim=4, hidden_dim=8, num_layers=2, temperature=0.1, loss="nt_xent"),
+        ),
     ],
     ids=["CrossModalContrastive", "CrossArchContrastiveHead"],
 )

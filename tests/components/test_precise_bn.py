@@ -7,12 +7,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 from torch import nn
 
 from ssvar.components import EMATeacher
 from ssvar.methods import FixMatch, Supervised
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 try:  # issue 14 moves the callback to the callbacks module
     from ssvar.callbacks import PreciseBN
@@ -39,7 +39,9 @@ class RecordBN(L.Callback):
 
     def on_train_epoch_end(self, trainer, module):
         self.active = True
-        self.before = {k: v.clone() for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+        self.before = {
+            k: v.clone() for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))
+        }
 
 
 def _first_bn(module: nn.Module) -> nn.modules.batchnorm._BatchNorm:

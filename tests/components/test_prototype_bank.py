@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ddp import run_ddp
+
 from ssvar.components import GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss, fit_gmm_1d
 
 

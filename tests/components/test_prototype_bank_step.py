@@ -77,7 +77,9 @@ def test_the_loss_sees_the_bank_before_this_batch():
 def test_step_without_anchors_only_updates_the_bank():
     with_loss, without = _bank(), _bank()
     for b in _batches(4):
-        with_loss.step(b["labelled"], b["labels"], b["teacher"], b["pseudo_labels"], b["confidence"], anchors=b["anchors"])
+        with_loss.step(
+            b["labelled"], b["labels"], b["teacher"], b["pseudo_labels"], b["confidence"], anchors=b["anchors"]
+        )
         out = without.step(b["labelled"], b["labels"], b["teacher"], b["pseudo_labels"], b["confidence"])
         assert out.loss is None and out.stats == {} and out.reliability.shape == (BU,)
     s1, s2 = with_loss.state_dict(), without.state_dict()

@@ -50,7 +50,9 @@ def test_threshold_schedule():
         PseudoLabeler(normalize="sum")
 
 
-def _loop_loss(logits: torch.Tensor, weak: torch.Tensor, threshold: float, targets: str, temperature: float, normalize: str) -> torch.Tensor:
+def _loop_loss(
+    logits: torch.Tensor, weak: torch.Tensor, threshold: float, targets: str, temperature: float, normalize: str
+) -> torch.Tensor:
     """Masked cross-entropy written out sample by sample and class by class."""
     b, k = logits.shape
     total, confident = torch.zeros((), dtype=torch.float64), 0
@@ -81,7 +83,9 @@ def test_loss_matches_a_loop(targets, normalize, temperature):
     pl = labeler(weak)
     assert 0 < pl.mask.sum() < 9  # confident and unconfident samples both present
     got = labeler.loss(strong, pl)
-    assert got.item() == pytest.approx(_loop_loss(strong, weak, threshold, targets, temperature, normalize).item(), rel=1e-5)
+    assert got.item() == pytest.approx(
+        _loop_loss(strong, weak, threshold, targets, temperature, normalize).item(), rel=1e-5
+    )
 
 
 def test_loss_closed_forms():
@@ -89,7 +93,9 @@ def test_loss_closed_forms():
     pl = PseudoLabeler(threshold=0.5)(torch.tensor([[9.0, 0, 0, 0], [0, 9.0, 0, 0], [0, 0, 0, 0]]))
     assert pl.mask.tolist() == [1.0, 1.0, 0.0]
     assert PseudoLabeler(threshold=0.5).loss(torch.zeros(3, 4), pl).item() == pytest.approx(2 * math.log(4) / 3)
-    assert PseudoLabeler(threshold=0.5, normalize="mask").loss(torch.zeros(3, 4), pl).item() == pytest.approx(math.log(4))
+    assert PseudoLabeler(threshold=0.5, normalize="mask").loss(torch.zeros(3, 4), pl).item() == pytest.approx(
+        math.log(4)
+    )
     # No confident sample: zero loss under both normalisations (no division by zero).
     none = PseudoLabeler(threshold=0.99)(torch.zeros(2, 3))
     assert PseudoLabeler(normalize="mask").loss(torch.randn(2, 3), none).item() == 0.0

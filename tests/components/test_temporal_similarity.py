@@ -9,9 +9,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-
 from ddp import run_ddp
+
 from ssvar.components import TemporalSimilarityReweighter
 from ssvar.components.temporal_similarity import temporal_similarity_matrix
 
@@ -60,13 +59,17 @@ def test_raw_score_closed_forms():
     assert rw.raw_score([static, changing]).item() == pytest.approx(0.5)
     # Two timestamps at 60 degrees: cosine 1/2 off the diagonal.
     pair = torch.tensor([[[1.0, 0.0], [0.5, math.sqrt(3) / 2]]])
-    assert TemporalSimilarityReweighter(num_clips=2, statistic="adjacent_mean").raw_score([pair]).item() == pytest.approx(0.5)
+    assert TemporalSimilarityReweighter(num_clips=2, statistic="adjacent_mean").raw_score(
+        [pair]
+    ).item() == pytest.approx(0.5)
 
 
 def test_normalizations():
     raw = {"labeled": torch.tensor([0.2, 0.6]), "unlabeled": torch.tensor([0.4, 1.0, 0.2])}
     mm = TemporalSimilarityReweighter(2, normalization="minmax").normalize(raw)
-    assert torch.allclose(mm["labeled"], torch.tensor([0.0, 0.5])) and torch.allclose(mm["unlabeled"], torch.tensor([0.25, 1.0, 0.0]))
+    assert torch.allclose(mm["labeled"], torch.tensor([0.0, 0.5])) and torch.allclose(
+        mm["unlabeled"], torch.tensor([0.25, 1.0, 0.0])
+    )
     rank = TemporalSimilarityReweighter(2, normalization="rank").normalize(raw)
     # One scale over both sets: 0.2 and 0.2 tie (ranks 0 and 1 in some order), then 0.4, 0.6, 1.0.
     assert sorted([rank["labeled"][0].item(), rank["unlabeled"][2].item()]) == [0.0, 0.25]
@@ -142,7 +145,10 @@ def test_compute_scores_every_video_once_and_normalises_jointly():
     rw = TemporalSimilarityReweighter(num_clips=K)
     s = rw.compute([_teacher, _teacher], _loaders())
     lab, unl = _videos(N_LAB, 0), _videos(N_UNL, 1)
-    raw = {n: rw.raw_score([_teacher(v.flatten(0, 1)).view(len(v), K, -1)]) for n, v in (("labeled", lab), ("unlabeled", unl))}
+    raw = {
+        n: rw.raw_score([_teacher(v.flatten(0, 1)).view(len(v), K, -1)])
+        for n, v in (("labeled", lab), ("unlabeled", unl))
+    }
     want = rw.normalize(raw)
     assert torch.allclose(s["labeled"], want["labeled"]) and torch.allclose(s["unlabeled"], want["unlabeled"])
     assert torch.equal(rw.score_unlabeled, s["unlabeled"]) and rw.unscored == {"labeled": 0, "unlabeled": 0}

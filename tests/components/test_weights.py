@@ -37,7 +37,9 @@ def test_read_state_dict_refuses_what_is_not_a_state_dict(tmp_path):
 def test_load_weights_copies_exactly_the_prefixed_tensors(tmp_path):
     src = _net(1)
     path = str(tmp_path / "run.ckpt")
-    torch.save({"state_dict": {**{f"backbone.{k}": v for k, v in src.state_dict().items()}, "head.w": torch.ones(2)}}, path)
+    torch.save(
+        {"state_dict": {**{f"backbone.{k}": v for k, v in src.state_dict().items()}, "head.w": torch.ones(2)}}, path
+    )
     dst = _net(2)
     assert not torch.equal(dst[0].weight, src[0].weight)
     assert load_weights(dst, path, "backbone.") == len(src.state_dict())

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from synth import tiny_datamodule, tiny_trainer
 
-from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import nt_xent
 from ssvar.data.dataset import VideoDataset
 from ssvar.data.index import VideoIndex, VideoRecord

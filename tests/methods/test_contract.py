@@ -20,20 +20,20 @@ features, (d) and (e).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
+from synth import tiny_datamodule, tiny_trainer
 from torch import nn
 
 import ssvar.methods
 from ssvar.components import EMATeacher, TemporalSimilarityReweighter
 from ssvar.models import TimeSformer, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 4
@@ -52,7 +52,9 @@ def _timebalance_teachers(d: Path) -> dict:
     for i, name in enumerate(("invariant_teacher", "distinctive_teacher")):
         torch.manual_seed(100 + i)
         paths[name] = str(d / f"{name}.ckpt")
-        torch.save({"state_dict": ssvar.methods.Supervised(Tiny3D(width=4), num_classes=NUM_CLASSES).state_dict()}, paths[name])
+        torch.save(
+            {"state_dict": ssvar.methods.Supervised(Tiny3D(width=4), num_classes=NUM_CLASSES).state_dict()}, paths[name]
+        )
     return paths
 
 
@@ -65,18 +67,46 @@ TINY: dict[str, tuple[Callable[[Path], dict], dict]] = {
     "MeanTeacher": (lambda d: dict(backbone=Tiny3D(width=4), rampup_steps=0, lr=0.05), {}),
     "TGFixMatch": (lambda d: dict(backbone=Tiny3D(width=4), threshold=0.0, proj_dim=8, lr=0.05), {}),
     "CMPL": (lambda d: dict(backbone=Tiny3D(width=4), aux_backbone=Tiny3D(width=2), threshold=0.0, lr=0.05), {}),
-    "ActNetFormer": (lambda d: dict(backbone=Tiny3D(width=4), aux_backbone=_tiny_vit(), threshold=0.0, proj_dim=8,
-                                    proj_hidden_dim=16, lr=0.05), {}),
+    "ActNetFormer": (
+        lambda d: dict(
+            backbone=Tiny3D(width=4), aux_backbone=_tiny_vit(), threshold=0.0, proj_dim=8, proj_hidden_dim=16, lr=0.05
+        ),
+        {},
+    ),
     "SVFormer": (lambda d: dict(backbone=_tiny_vit(), threshold=0.0, lr=0.005), {}),
-    "ACLMTL": (lambda d: dict(backbone=Tiny3D(width=4), threshold=0.0, teacher=EMATeacher(0.9), lr=0.05, bank_size=16,
-                              min_fill=4, refit_every=2, proj_dim=8, proj_hidden_dim=16, reliability_threshold=0.0), {}),
-    "TimeBalancePretrain": (lambda d: dict(backbone=Tiny3D(width=4), optimizer="adamw", lr=1e-3, **PRE),
-                            dict(labeled_in_unlabeled=True, num_frames=4, stride=1)),
-    "TimeBalance": (lambda d: dict(backbone=Tiny3D(width=4), reweighter=TemporalSimilarityReweighter(num_clips=2),
-                                   score_batch_size=2, lr=0.05, **_timebalance_teachers(d)),
-                    dict(num_frames=4, stride=1)),
-    "ClipContrastive": (lambda d: dict(backbone=Tiny3D(width=4), num_frames=4, proj_dim=8, proj_hidden_dim=16, lr=0.05),
-                        dict(labeled_in_unlabeled=True, batch_size=4)),
+    "ACLMTL": (
+        lambda d: dict(
+            backbone=Tiny3D(width=4),
+            threshold=0.0,
+            teacher=EMATeacher(0.9),
+            lr=0.05,
+            bank_size=16,
+            min_fill=4,
+            refit_every=2,
+            proj_dim=8,
+            proj_hidden_dim=16,
+            reliability_threshold=0.0,
+        ),
+        {},
+    ),
+    "TimeBalancePretrain": (
+        lambda d: dict(backbone=Tiny3D(width=4), optimizer="adamw", lr=1e-3, **PRE),
+        dict(labeled_in_unlabeled=True, num_frames=4, stride=1),
+    ),
+    "TimeBalance": (
+        lambda d: dict(
+            backbone=Tiny3D(width=4),
+            reweighter=TemporalSimilarityReweighter(num_clips=2),
+            score_batch_size=2,
+            lr=0.05,
+            **_timebalance_teachers(d),
+        ),
+        dict(num_frames=4, stride=1),
+    ),
+    "ClipContrastive": (
+        lambda d: dict(backbone=Tiny3D(width=4), num_frames=4, proj_dim=8, proj_hidden_dim=16, lr=0.05),
+        dict(labeled_in_unlabeled=True, batch_size=4),
+    ),
 }
 # A page shared by the stages of one method (TimeBalance's stage 1 is documented with its stages 2-3).
 DOCS_PAGE = {"TimeBalancePretrain": "timebalance"}
@@ -105,8 +135,10 @@ def _recipe(name: str) -> tuple[Callable[[Path], dict], dict]:
     try:
         _cls(name)(num_classes=NUM_CLASSES, **_default_recipe(Path(".")))
     except Exception as e:
-        pytest.fail(f"{name} does not build from a Tiny3D(width=4) backbone and its defaults ({type(e).__name__}: {e}): "
-                    f"add TINY[{name!r}] to tests/methods/test_contract.py (tiny backbones, thresholds 0)")
+        pytest.fail(
+            f"{name} does not build from a Tiny3D(width=4) backbone and its defaults ({type(e).__name__}: {e}): "
+            f"add TINY[{name!r}] to tests/methods/test_contract.py (tiny backbones, thresholds 0)"
+        )
     return _default_recipe, {}
 
 
@@ -174,7 +206,9 @@ def _straight(name: str, synth_root: str, tmp_path_factory):
         root = tmp_path_factory.mktemp(f"straight_{name}")
         model, trainer, dm = _fit(name, root, synth_root)
         metrics = {k: v.clone() for k, v in trainer.callback_metrics.items() if k.startswith("train/loss")}
-        _STRAIGHT[name] = dict(root=root, model=model, trainer=trainer, dm=dm, state=_training_state(model, trainer), metrics=metrics)
+        _STRAIGHT[name] = dict(
+            root=root, model=model, trainer=trainer, dm=dm, state=_training_state(model, trainer), metrics=metrics
+        )
     return _STRAIGHT[name]
 
 
@@ -299,7 +333,9 @@ def test_a_shipped_config_instantiates_the_method(name, request):
 def test_a_docs_page_names_the_method(name):
     page = DOCS_PAGE.get(name, _file(name))
     path = REPO / "docs" / "methods" / f"{page}.md"
-    assert path.is_file(), f"{name} has no docs page: add docs/methods/{page}.md (what it does, its arguments, a config)"
+    assert path.is_file(), (
+        f"{name} has no docs page: add docs/methods/{page}.md (what it does, its arguments, a config)"
+    )
     assert re.search(rf"\b{name}\b", path.read_text()), f"docs/methods/{page}.md never names {name}"
 
 

@@ -10,11 +10,11 @@ import math
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.components import EMATeacher
 from ssvar.methods import MeanTeacher
 from ssvar.models import Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 class FirstStep(L.Callback):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from synth import tiny_datamodule, tiny_trainer
 
 from ssvar.callbacks import TestFigures
 from ssvar.checkpointing import GlobalRNGState, ResumeCheckpoints
@@ -13,7 +14,6 @@ from ssvar.components import EMATeacher, PseudoLabeler
 from ssvar.methods import ClipContrastive, SemiSupervisedModule, TGFixMatch
 from ssvar.methods.step import Network, StepOutput
 from ssvar.models import Classifier, ClassifierHead, Tiny3D
-from synth import tiny_datamodule, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,10 @@ class Toy(SemiSupervisedModule):
         pl = self.labeler(self.teacher(unlabeled["weak"]), self.global_step)
         pl_aux = self.labeler(aux(unlabeled["weak"]).detach(), self.global_step)
         return StepOutput(
-            {"supervised": self.supervised_loss(logits, labeled["label"]), "aux": self.supervised_loss(aux(labeled["weak"]), labeled["label"])},
+            {
+                "supervised": self.supervised_loss(logits, labeled["label"]),
+                "aux": self.supervised_loss(aux(labeled["weak"]), labeled["label"]),
+            },
             logits,
             pseudo_labels=pl,
             extra_pseudo_labels={"from_aux": pl_aux},
@@ -66,9 +69,19 @@ def test_outputs_are_logged_and_teachers_move(tmp_path, synth_root):
     trainer.fit(model, datamodule=tiny_datamodule(synth_root))
     m = trainer.callback_metrics
     for key in (
-        "train/loss", "train/loss_supervised", "train/loss_aux", "train/acc1_labeled", "train/something", "data/elsewhere",
-        "train/pl_mask_rate", "train/pl_acc", "train/pl_from_aux_mask_rate", "train/pl_from_aux_acc", "train/ema_decay",
-        "train/lr", "train/lr_auxiliary",
+        "train/loss",
+        "train/loss_supervised",
+        "train/loss_aux",
+        "train/acc1_labeled",
+        "train/something",
+        "data/elsewhere",
+        "train/pl_mask_rate",
+        "train/pl_acc",
+        "train/pl_from_aux_mask_rate",
+        "train/pl_from_aux_acc",
+        "train/ema_decay",
+        "train/lr",
+        "train/lr_auxiliary",
     ):
         assert key in m, key
     assert float(m["train/loss"]) == pytest.approx(float(m["train/loss_supervised"] + m["train/loss_aux"]), rel=1e-5)
@@ -83,7 +96,10 @@ def test_outputs_are_logged_and_teachers_move(tmp_path, synth_root):
 
 def test_precise_bn_runs_only_declared_networks():
     model = Toy().train()
-    batch = {"labeled": {"weak": torch.randn(2, 3, 4, 16, 16), "label": torch.tensor([0, 1])}, "unlabeled": {"weak": torch.randn(3, 3, 4, 16, 16)}}
+    batch = {
+        "labeled": {"weak": torch.randn(2, 3, 4, 16, 16), "label": torch.tensor([0, 1])},
+        "unlabeled": {"weak": torch.randn(3, 3, 4, 16, 16)},
+    }
     before_aux = {k: v.clone() for k, v in model.aux_backbone.state_dict().items() if "running" in k}
     before = {k: v.clone() for k, v in model.backbone.state_dict().items() if "running_mean" in k}
     model.precise_bn_forward(batch)

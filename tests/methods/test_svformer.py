@@ -39,7 +39,9 @@ def test_losses_match_their_formulas(monkeypatch):
     monkeypatch.setattr(model.token_mix, "draw", lambda *a, **k: draws.append(real_draw(*a, **k)) or draws[-1])
     unlabeled = {"weak": torch.randn(B, 3, 4, 24, 24), "strong": torch.randn(B, 3, 4, 24, 24)}
     with torch.no_grad():
-        losses = model.train_step({"weak": torch.randn(2, 3, 4, 24, 24), "label": torch.tensor([0, 1])}, unlabeled).losses
+        losses = model.train_step(
+            {"weak": torch.randn(2, 3, 4, 24, 24), "label": torch.tensor([0, 1])}, unlabeled
+        ).losses
         (mix,) = draws
         p = teacher_logits.softmax(1)
         conf, hard = p.max(1)

@@ -7,16 +7,16 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from synth import RecordIndices, tiny_datamodule, tiny_trainer
 from torch import nn
 
-from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import PreciseBN, recompute_bn_stats, split_rgb_tg, temporal_gradient
+from ssvar.components.distillation import feature_alignment_loss as feature_alignment
 from ssvar.data.dataset import VideoDataset, ViewSpec
 from ssvar.data.index import VideoIndex, VideoRecord
 from ssvar.data.transforms import RANDAUGMENT_OPS, AugmentConfig
 from ssvar.methods import Supervised, TGFixMatch
-from ssvar.components.distillation import feature_alignment_loss as feature_alignment
 from ssvar.models import TimeSformer, Tiny3D
 
 
@@ -152,7 +152,10 @@ def _worker(rank, world):
     align, contrast = _losses(rgb, tg, con, shard(x, rank, world), shard(g, rank, world))
     (align + contrast).backward()
     # What DDP does: losses and gradients averaged over the ranks.
-    return {**mean_over_ranks({"align": align, "contrast": contrast}), **averaged_grads({"rgb": rgb, "tg": tg, "con": con})}
+    return {
+        **mean_over_ranks({"align": align, "contrast": contrast}),
+        **averaged_grads({"rgb": rgb, "tg": tg, "con": con}),
+    }
 
 
 @pytest.mark.ddp

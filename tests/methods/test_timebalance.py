@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from synth import tiny_datamodule, tiny_trainer
 
-from ddp import averaged_grads, mean_over_ranks, run_ddp, shard
 from ssvar.components import FrozenTeacher, TemporalSimilarityReweighter, load_weights
 from ssvar.components.contrastive import global_local_contrastive, local_local_contrastive
 from ssvar.data.dataset import VideoDataset

@@ -47,7 +47,9 @@ def test_classifier_adds_no_keys_of_its_own():
         (lambda: ResNet3d18(), {"stage_features", "time_features"}),
         (lambda: SlowOnlyR50(width_multiplier=0.25), {"stage_features", "time_features"}),
         (
-            lambda: TimeSformer(variant=None, embed_dim=16, depth=1, num_heads=2, patch_size=8, img_size=24, num_frames=4),
+            lambda: TimeSformer(
+                variant=None, embed_dim=16, depth=1, num_heads=2, patch_size=8, img_size=24, num_frames=4
+            ),
             {"time_features", "token_hook"},
         ),
     ],
@@ -58,13 +60,13 @@ def test_declared_capabilities(make, caps):
     check_backbone(bb, needs=tuple(caps))  # what it declares passes
 
 
-def test_forward_time_of_a_cnn_is_its_pooled_feature():
+def test_time_features_of_a_cnn_pool_like_forward():
     bb = Tiny3D(width=4).eval()
     x = torch.randn(2, 3, 8, 32, 32)
-    pooled, per_time = bb.forward_time(x)
+    pooled, per_time = bb.time_features(x)
     assert per_time.shape[0] == 2 and per_time.shape[2] == bb.feature_dim
-    assert torch.allclose(pooled, bb(x), atol=1e-6)
-    assert torch.allclose(pooled, per_time.mean(1), atol=0)
+    assert torch.equal(pooled, bb(x))
+    assert torch.allclose(pooled, per_time.mean(1), atol=1e-6)
 
 
 def test_check_names_the_argument_and_the_method():
