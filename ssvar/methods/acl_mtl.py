@@ -46,7 +46,7 @@ from torch import nn
 
 from ssvar.components.contrastive import ProjectionHead
 from ssvar.components.ema import EMATeacher
-from ssvar.components.prototype_bank import GaussianMixture1D, PrototypeBank, adaptive_contrastive_loss
+from ssvar.components.prototype_bank import GaussianMixture1D, PrototypeBank
 from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.schedules import WeightSchedule
 from ssvar.components.temporal_calibration import CrossScaleCalibration, temporal_alignment_loss, time_features
@@ -284,15 +284,13 @@ class ACLMTL(SemiSupervisedModule):
         if self.bank is not None:
             z = self.projector(feats)
             proto_src = tout["emb_labeled"] if self.prototype_features == "teacher" else z[:bl].detach()
-            self.bank.update_prototypes(proto_src, y)
-            self.bank.maybe_refit()
-            rel = self.bank.reliability(tout["emb_weak"], pl.hard)
-            anchor_w = rel * pl.mask if self.anchors_confident_only else rel
-            acl, stats = adaptive_contrastive_loss(
-                z[bl:], pl.hard, anchor_w, self.bank, self.contrastive_temperature,
-                self.reliability_threshold, self.weight_negatives,
+            bank = self.bank.step(
+                proto_src, y, tout["emb_weak"], pl.hard, pl.confidence, anchors=z[bl:],
+                anchor_mask=pl.mask if self.anchors_confident_only else None,
+                temperature=self.contrastive_temperature, reliability_threshold=self.reliability_threshold,
+                weight_negatives=self.weight_negatives,
             )
-            self.bank.enqueue(tout["emb_weak"], pl.hard, pl.confidence)  # after the loss (MoCo order)
+            acl, stats, rel = bank.loss, bank.stats, bank.reliability
             losses["acl"] = on * self.acl_weight * acl
             out.logs.update(
                 acl_reliability=rel.mean(), acl_positives=stats["positives"],

@@ -111,7 +111,7 @@ TINY: dict[str, tuple[Callable[[Path], dict], dict]] = {
 # A page shared by the stages of one method (TimeBalance's stage 1 is documented with its stages 2-3).
 DOCS_PAGE = {"TimeBalancePretrain": "timebalance"}
 # Known gaps: a strict xfail, so the suite says when one is closed and its entry must go.
-MISSING_CONFIG = {"ClipContrastive": "no method fragment yet (only the full recipe pretrain_tiny3d_synthetic.yaml)"}
+MISSING_CONFIG: dict[str, str] = {}  # method -> why it has no shipped config yet (a strict xfail)
 
 
 def _cls(name: str) -> type:
