@@ -483,6 +483,30 @@ class SemiSupervisedDataModule(L.LightningDataModule):
     def val_dataloader(self):
         return self._eval_loader(self.splits.val, 1, 1)
 
+    # -- the labelled set: a list file, or a draw per class or percent -------------------------
+    def set_labeled_set(
+        self, labeled_list: str | None, labeled_per_class: int | None, labeled_percent: float | None
+    ) -> None:
+        """Store how the labelled set is chosen, checked once here at construction: exactly one
+        of a labelled list file, videos per class or a percentage (drawn with ``seed``)."""
+        given = sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent))
+        if given != 1:
+            raise ValueError(
+                f"{type(self).__name__}: give exactly one of labeled_list, labeled_per_class and labeled_percent "
+                f"(got {given})"
+            )
+        self.labeled_list = labeled_list
+        self.labeled_per_class = labeled_per_class
+        self.labeled_percent = labeled_percent
+
+    def labeled_set(self, train: VideoIndex, test: VideoIndex | None = None) -> VideoIndex:
+        """The labelled videos of ``train`` as :meth:`set_labeled_set` chose them (a drawn set is
+        group-disjoint from ``test`` where groups exist)."""
+        return _labeled_from(
+            train, self.labeled_list, self.labeled_per_class, self.labeled_percent, self.seed, test,
+            list_labels=self.labeled_list_labels,
+        )
+
     # -- what a model needs to know of the clips ----------------------------------------------
     def clip_settings(self) -> dict[str, int]:
         """How clips are cut, as a model saves them to predict new videos the same way:
@@ -528,9 +552,6 @@ def _labeled_from(
     """The labelled subset of ``train``: from a list file (matched to the train index by path,
     extension ignored) or drawn class-balanced. ``list_labels``: which label wins where the list
     and the training split disagree (``"train_list"`` or ``"list"``)."""
-    given = sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent))
-    if given != 1:
-        raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
     if labeled_list is None:
         return S.make_labeled_split(
             train,
@@ -595,11 +616,7 @@ class FolderDataModule(SemiSupervisedDataModule):
         **kwargs,
     ):
         super().__init__(root=root, **kwargs)
-        if sum(x is not None for x in (labeled_list, labeled_per_class, labeled_percent)) != 1:
-            raise ValueError("give exactly one of labeled_list, labeled_per_class and labeled_percent")
-        self.labeled_list = labeled_list
-        self.labeled_per_class = labeled_per_class
-        self.labeled_percent = labeled_percent
+        self.set_labeled_set(labeled_list, labeled_per_class, labeled_percent)
         self.test_list = test_list
         self.test_fraction = test_fraction
         self.groups_csv = groups_csv
@@ -623,15 +640,7 @@ class FolderDataModule(SemiSupervisedDataModule):
             train = tree.without(test)
         else:
             train, test = S.make_group_split(tree, self.test_fraction, seed=self.split_seed)
-        labeled = _labeled_from(
-            train,
-            self.labeled_list,
-            self.labeled_per_class,
-            self.labeled_percent,
-            self.seed,
-            test,
-            list_labels=self.labeled_list_labels,
-        )
+        labeled = self.labeled_set(train, test)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -661,11 +670,7 @@ class UCF101DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split = splits_dir, split
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
-            labeled_list,
-            labeled_percent,
-            labeled_per_class,
-        )
+        self.set_labeled_set(labeled_list, labeled_per_class, labeled_percent)
 
     def class_names(self) -> list[str]:
         return S.read_ucf101_classind(os.path.join(self.splits_dir, "classInd.txt"))
@@ -674,14 +679,7 @@ class UCF101DataModule(SemiSupervisedDataModule):
         ci = os.path.join(self.splits_dir, "classInd.txt")
         train = S.read_ucf101_list(os.path.join(self.splits_dir, f"trainlist0{self.split}.txt"), ci)
         test = S.read_ucf101_list(os.path.join(self.splits_dir, f"testlist0{self.split}.txt"), ci)
-        labeled = _labeled_from(
-            train,
-            self.labeled_list,
-            self.labeled_per_class,
-            self.labeled_percent,
-            self.seed,
-            list_labels=self.labeled_list_labels,
-        )
+        labeled = self.labeled_set(train)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -715,24 +713,13 @@ class HMDB51DataModule(SemiSupervisedDataModule):
         if split not in (1, 2, 3):
             raise ValueError(f"HMDB51 split must be 1, 2 or 3, got {split}")
         self.splits_dir, self.split, self.include_unused = splits_dir, split, include_unused
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
-            labeled_list,
-            labeled_percent,
-            labeled_per_class,
-        )
+        self.set_labeled_set(labeled_list, labeled_per_class, labeled_percent)
 
     def build_splits(self) -> Splits:
         train, test, unused = S.read_hmdb51_split(self.splits_dir, self.split)
         if self.include_unused:
             train = VideoIndex(train.records + unused.records, list(train.classes))
-        labeled = _labeled_from(
-            train,
-            self.labeled_list,
-            self.labeled_per_class,
-            self.labeled_percent,
-            self.seed,
-            list_labels=self.labeled_list_labels,
-        )
+        labeled = self.labeled_set(train)
         return Splits(labeled=labeled, unlabeled=train, val=test, test=test)
 
 
@@ -761,11 +748,7 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
     ):
         super().__init__(root=root, **kwargs)
         self.train_list, self.val_list, self.classes_file = train_list, val_list, classes_file
-        self.labeled_list, self.labeled_percent, self.labeled_per_class = (
-            labeled_list,
-            labeled_percent,
-            labeled_per_class,
-        )
+        self.set_labeled_set(labeled_list, labeled_per_class, labeled_percent)
 
     def _read(self, path: str, classes):
         if path.endswith(".csv") and _has_csv_header(path):
@@ -776,14 +759,7 @@ class Kinetics400DataModule(SemiSupervisedDataModule):
         classes = S.read_class_names(self.classes_file) if self.classes_file else None
         train = self._read(self.train_list, classes)
         val = self._read(self.val_list, train.classes)
-        labeled = _labeled_from(
-            train,
-            self.labeled_list,
-            self.labeled_per_class,
-            self.labeled_percent,
-            self.seed,
-            list_labels=self.labeled_list_labels,
-        )
+        labeled = self.labeled_set(train)
         return Splits(labeled=labeled, unlabeled=train, val=val, test=val)
 
 

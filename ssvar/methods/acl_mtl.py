@@ -291,6 +291,7 @@ class ACLMTL(SemiSupervisedModule):
                 weight_negatives=self.weight_negatives,
             )
             acl, stats, rel = bank.loss, bank.stats, bank.reliability
+            assert acl is not None  # anchors were given
             losses["acl"] = on * self.acl_weight * acl
             out.logs.update(
                 acl_reliability=rel.mean(), acl_positives=stats["positives"],

@@ -75,3 +75,21 @@ def test_samplers_moved_and_still_importable_from_the_data_module():
 def test_ranges_that_are_not_pairs_are_refused(arg, value):
     with pytest.raises(ValueError, match=re.escape(f"{arg} must be (low, high), got {value}")):
         SyntheticActionsDataModule(**{arg: value})
+
+
+@pytest.mark.parametrize("cls", ["FolderDataModule", "UCF101DataModule", "HMDB51DataModule", "Kinetics400DataModule"])
+def test_the_labelled_set_triple_is_checked_at_construction(cls, tmp_path):
+    import ssvar.data as D
+
+    kw = {"root": str(tmp_path)}
+    if cls == "Kinetics400DataModule":
+        kw.update(train_list="train.txt", val_list="val.txt")
+    elif cls != "FolderDataModule":
+        kw.update(splits_dir=str(tmp_path))
+    # none, and two, of labeled_list / labeled_per_class / labeled_percent: refused before any file is read
+    with pytest.raises(ValueError, match=f"{cls}: give exactly one of labeled_list, labeled_per_class and"):
+        getattr(D, cls)(**kw)
+    with pytest.raises(ValueError, match="got 2"):
+        getattr(D, cls)(labeled_per_class=2, labeled_percent=10.0, **kw)
+    dm = getattr(D, cls)(labeled_per_class=2, **kw)
+    assert (dm.labeled_list, dm.labeled_per_class, dm.labeled_percent) == (None, 2, None)
