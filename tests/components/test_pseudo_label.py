@@ -147,3 +147,35 @@ def test_running_statistics_round_trip_through_a_state_dict():
     assert PseudoLabeler().state_dict() == {}  # the default adds no keys (old checkpoints load)
     with pytest.raises(ValueError, match="adaptive_threshold"):
         PseudoLabeler(adaptive_threshold="flexmatch")
+
+
+def _adaptive_rank(rank: int, world: int) -> dict:
+    from ddp import shard
+
+    from ssvar.components.pseudo_label import PseudoLabeler
+
+    pl = PseudoLabeler(distribution_alignment=True, adaptive_threshold="freematch", ema_momentum=0.7)
+    masks = []
+    for step in range(3):
+        logits = torch.randn(8, 5, generator=torch.Generator().manual_seed(step)) * 2
+        masks.append(pl(shard(logits, rank, world), step).mask)
+    return {"state": pl.state_dict(), "mask": torch.cat(masks)}
+
+
+@pytest.mark.ddp
+def test_adaptive_statistics_under_ddp_equal_one_process_on_the_global_batch():
+    from ddp import run_ddp, shard
+
+    from ssvar.components.pseudo_label import PseudoLabeler
+
+    ranks = run_ddp(_adaptive_rank, 2)
+    ref = PseudoLabeler(distribution_alignment=True, adaptive_threshold="freematch", ema_momentum=0.7)
+    ref_masks = [[], []]
+    for step in range(3):
+        out = ref(torch.randn(8, 5, generator=torch.Generator().manual_seed(step)) * 2, step)
+        for r in range(2):
+            ref_masks[r].append(shard(out.mask, r, 2))
+    for r, got in enumerate(ranks):
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(got["state"][k], v)  # every rank holds the global statistics
+        assert torch.equal(got["mask"], torch.cat(ref_masks[r]))
