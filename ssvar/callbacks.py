@@ -255,13 +255,15 @@ class PseudoLabelReliability(L.Callback):
 
 @torch.no_grad()
 def extract_features(model, loader, device: str | torch.device = "cpu", max_batches: int | None = None):
-    """Pooled backbone features of the inference network, averaged over a sample's views, and the
-    labels: ``(features [N, D], labels [N])``. ``loader`` yields uint8 ``video`` tensors
-    (``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]``) and ``label``, as the data modules' val/test
-    loaders do."""
+    """Pooled backbone features of the inference network (a pretraining module: its backbone),
+    averaged over a sample's views, and the labels: ``(features [N, D], labels [N])``. ``loader``
+    yields uint8 ``video`` tensors (``[B, C, T, H, W]`` or ``[B, V, C, T, H, W]``) and ``label``,
+    as the data modules' val/test loaders do."""
     from ssvar.data.transforms import normalize_video
+    from ssvar.methods.base import SemiSupervisedModule
 
-    backbone = model.inference_model().backbone.to(device).eval()
+    net = model.inference_model() if isinstance(model, SemiSupervisedModule) else model
+    backbone = net.backbone.to(device).eval()
     feats, labels = [], []
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:

@@ -23,6 +23,7 @@ from ssvar.components.distributed import (
     world_size,
 )
 from ssvar.components.ema import EMATeacher
+from ssvar.components.foreground import foreground_merge, motion_mask, static_background
 from ssvar.components.prototype_bank import (
     BankStep,
     GaussianMixture1D,
@@ -45,6 +46,9 @@ from ssvar.components.weights import FrozenTeacher, load_weights
 
 __all__ = [
     "EMATeacher",
+    "foreground_merge",
+    "motion_mask",
+    "static_background",
     "PseudoLabeler",
     "PseudoLabels",
     "CrossArchContrastiveHead",

@@ -27,6 +27,11 @@ Per iteration, for each video of the batch:
 
 4. ``L = L_inst + time_weight * L_time``.
 
+With ``foreground_merge`` (FAME, Ding et al., CVPR 2022), the anchor's moving part is first pasted
+onto the static background of another video of the batch (:func:`ssvar.components.foreground_merge`):
+the anchor then shares its background with a *negative*, so the background stops being the
+shortcut to the positive and the features have to describe what moves.
+
 Why the temporal negatives: instance contrast alone learns what stays the same across a video's
 windows (appearance), which cannot tell "slide left" from "slide right" or "fall slowly" from
 "fall fast". The arrow of time (Wei et al., CVPR 2018) and playback speed (SpeedNet, Benaim et
@@ -45,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvar.components.contrastive import ProjectionHead, nt_xent
+from ssvar.components.foreground import foreground_merge
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SelfSupervisedPretraining
 
@@ -86,6 +92,9 @@ class ClipContrastive(SelfSupervisedPretraining):
             ``"weak"`` (crop + flip).
         proj_dim, proj_hidden_dim: projection MLP ``Linear-BN-ReLU-Linear-BN``.
         gather: gather the instance negatives across ranks.
+        foreground_merge: paste the anchor's foreground onto the next video's static background
+            (FAME). Off by default (the original objective); for static cameras.
+        fg_ratio: the fraction of pixels that count as foreground (the ones that move most).
         **kwargs: :class:`SemiSupervisedModule` arguments (optimiser and schedule).
     """
 
@@ -104,6 +113,8 @@ class ClipContrastive(SelfSupervisedPretraining):
         proj_dim: int = 128,
         proj_hidden_dim: int = 512,
         gather: bool = True,
+        foreground_merge: bool = False,
+        fg_ratio: float = 0.2,
         **kwargs,
     ):
         super().__init__(backbone, num_classes, **kwargs)
@@ -121,6 +132,8 @@ class ClipContrastive(SelfSupervisedPretraining):
             raise ValueError(f"augmentation must be 'weak' or 'strong', got {augmentation!r}")
         if num_frames < 2 or num_frames % 2:
             raise ValueError(f"num_frames must be even and >= 2, got {num_frames}")
+        if not 0.0 < fg_ratio <= 1.0:
+            raise ValueError(f"fg_ratio must be in (0, 1], got {fg_ratio}")
         self.projector = ProjectionHead(
             backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=2, last_bn_affine=True
         )
@@ -133,6 +146,8 @@ class ClipContrastive(SelfSupervisedPretraining):
         self.num_frames = num_frames
         self.augmentation = augmentation
         self.gather = gather
+        self.foreground_merge = foreground_merge
+        self.fg_ratio = fg_ratio
 
     # -- data -----------------------------------------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
@@ -167,6 +182,8 @@ class ClipContrastive(SelfSupervisedPretraining):
     def pretext_losses(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one batch of normalised views."""
         anchor, positive = views["anchor"], views["positive"]
+        if self.foreground_merge:  # before the split: the anchor's own variants share its background
+            anchor = foreground_merge(anchor, self.fg_ratio)
         if self.variants_of == "anchor":
             anchor, faster = self.split_long(anchor)
             source = anchor

@@ -114,3 +114,25 @@ def test_pretrain_then_start_a_method_from_it(tmp_path):
     sup.load_initial_weights()
     for k, v in pre.backbone.state_dict().items():
         assert torch.equal(sup.backbone.state_dict()[k], v), k
+
+
+def test_foreground_merge_feeds_the_merged_anchor(monkeypatch):
+    # with foreground_merge the backbone sees the anchor on another video's background, the positive as it is
+    torch.manual_seed(0)
+    anchor, positive = torch.randn(4, 3, 8, 16, 16), torch.randn(4, 3, 16, 16, 16)
+    seen = []
+    for merge in (False, True):
+        model = ClipContrastive(Tiny3D(width=4), 2, num_frames=8, foreground_merge=merge, fg_ratio=0.25)
+        def record(*clips):
+            seen.append(clips)
+            return [torch.randn(c.shape[0], 8) for c in clips]
+
+        monkeypatch.setattr(model, "embed", record)
+        model.pretext_losses({"anchor": anchor, "positive": positive})
+    plain, merged = seen
+    from ssvar.components import foreground_merge
+
+    assert torch.equal(plain[0], anchor) and torch.equal(merged[0], foreground_merge(anchor, 0.25))
+    assert all(torch.equal(a, b) for a, b in zip(plain[1:], merged[1:]))  # the positive and its variants
+    with pytest.raises(ValueError, match="fg_ratio"):
+        ClipContrastive(Tiny3D(width=4), 2, foreground_merge=True, fg_ratio=1.5)
