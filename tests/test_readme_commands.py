@@ -25,12 +25,17 @@ def readme_setup_fit() -> list[str]:
     return shlex.split(first[first.index("ssvar fit"):])
 
 
-def readme_follow_up_commands() -> list[list[str]]:
-    """The commands of the README block between the readme-commands markers."""
+def readme_block(name: str) -> list[list[str]]:
+    """The commands of the README block between the ``<name>:start`` / ``<name>:end`` markers."""
     text = README.read_text()
-    m = re.search(r"<!-- readme-commands:start.*?-->\s*```bash\n(.*?)```\s*<!-- readme-commands:end -->", text, re.S)
-    assert m, "README.md lost its readme-commands block"
+    m = re.search(rf"<!-- {name}:start.*?-->\s*```bash\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
+    assert m, f"README.md lost its {name} block"
     return [shlex.split(ln, comments=True) for ln in m.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def readme_follow_up_commands() -> list[list[str]]:
+    """The follow-up block: test from the last checkpoint, predict, resume."""
+    return readme_block("readme-commands")
 
 
 def _tiny(cmd: list[str], data_root: Path, epochs: int) -> list[str]:
@@ -99,6 +104,21 @@ def test_readme_commands_run_as_written(tmp_path):
         if cmd[1] == "fit":
             assert "Restoring states from the checkpoint" in res.stdout + res.stderr
     assert list(work.rglob("predictions.csv"))
+
+
+def test_readme_recipe_pretrain_then_start_from_it(tmp_path):
+    # the self-supervised start: pretrain without labels, then the demo from the checkpoint the README names
+    data, work = tmp_path / "synth", tmp_path / "work"
+    work.mkdir()
+    pretrain, start = readme_block("recipe-commands")
+    assert pretrain[:4] == ["ssvar", "fit", "--config", "pretrain_tiny3d_synthetic"]
+    res = _run(_tiny(pretrain, data, 1) + ["--model.init_args.num_frames", "4"], work)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    ckpt = start[start.index("--model.init_args.init_backbone_from") + 1]
+    assert (work / ckpt).is_file(), f"the README's checkpoint path {ckpt} was not written"
+    res = _run(_tiny(start, data, 1), work)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "test/acc1_" in res.stdout and "Traceback" not in res.stderr
 
 
 @pytest.mark.parametrize("name", ["demo"])
