@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def evaluate() -> dict[str, float]:
         out = {}
-        for name, run in (("val", trainer.validate), ("test", trainer.test)):
+        for run in (trainer.validate, trainer.test):
             (metrics,) = run(model, datamodule=dm, verbose=False)
             out.update({k: float(v) for k, v in metrics.items() if "acc1" in k or "mean_class" in k})
         return out
