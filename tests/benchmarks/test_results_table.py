@@ -67,6 +67,13 @@ def test_compact_table_counts_seeds_won_against_supervised(tmp_path):
         dict(_run("fixmatch", "FixMatch", 4, 0, 0.9), sets=["model.init_args.threshold=0.5"]),  # a variant: not a row
         _run("fixmatch_ema_joint", "FixMatch", 4, 0, 0.9),  # not a shipped config: not a row
     ]
+    # from a pretrained start: the shipped configs still, so rows of the table
+    start = ["model.init_args.init_backbone_from=runs/pre/last.ckpt"]
+    runs_pre = [dict(_run("supervised", "Supervised", 4, 0, 0.6), sets=start),
+                dict(_run("fixmatch", "FixMatch", 4, 0, 0.7), sets=start)]
+    (tmp_path / "pre.json").write_text(json.dumps({"runs": runs_pre}))
+    pre = rt.build_compact((rt.Protocol("Synthetic, pretrained", "pre.json"),), tmp_path)
+    assert "| FixMatch (EMA teacher) | `methods/fixmatch.yaml` | 70.0 (won 1/1) |" in pre
     (tmp_path / "a.json").write_text(json.dumps({"runs": runs}))
     protos = (rt.Protocol("Synthetic, scratch", "a.json"), rt.Protocol("Never run", "b.json"))
     table = rt.build_compact(protos, tmp_path)
