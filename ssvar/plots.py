@@ -5,6 +5,7 @@ Matplotlib with the non-interactive Agg backend (works on headless machines and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -229,11 +230,15 @@ def plot_pseudo_label_reliability(
         steps = [s for s, _ in hist]
         ax2.plot(steps, [float(r["ece"]) for _, r in hist], "o-", color="#4c72b0", label="expected calibration error")
         if threshold is not None:
+            # Bins only know their counts: take the bin holding the threshold and every bin above it
+            # (bins starting at the threshold would be none for a threshold inside the top bin).
+            nbins = len(hist[0][1]["count"])
+            low = math.floor(threshold * nbins + 1e-9) / nbins if threshold < 1 else (nbins - 1) / nbins
             share = []
             for _, r in hist:
                 edges = np.linspace(0, 1, len(r["count"]) + 1)[:-1]
-                share.append(float(r["count"][torch.as_tensor(edges >= threshold - 1e-9)].sum() / r["count"].sum()))
-            ax2.plot(steps, share, "s--", color="#dd8452", label="share in bins at/above threshold")
+                share.append(float(r["count"][torch.as_tensor(edges >= low - 1e-9)].sum() / r["count"].sum()))
+            ax2.plot(steps, share, "s--", color="#dd8452", label=f"share with confidence >= {low:g} (threshold's bin up)")
         ax2.legend(fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no pseudo-labels with known hidden labels", ha="center", va="center", transform=ax.transAxes)

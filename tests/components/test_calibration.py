@@ -52,3 +52,17 @@ def test_flat_reliability_is_visible_in_the_figure(tmp_path):
     assert torch.allclose(
         torch.tensor(curve.get_ydata(), dtype=torch.float64), torch.full((10,), 0.4, dtype=torch.float64)
     )
+
+
+def test_share_above_threshold_counts_the_bin_that_holds_the_threshold(tmp_path):
+    # threshold 0.95 lies inside the top bin [0.9, 1.0): the clips there must count (it read 0 before)
+    counts = torch.tensor([0.0] * 8 + [3.0, 1.0])
+    centres = torch.arange(10) / 10 + 0.05
+    sums = torch.stack([counts, counts, centres * counts])
+    fig = plot_pseudo_label_reliability([(10, sums)], str(tmp_path / "rel.png"), threshold=0.95)
+    share = [line for line in fig.axes[1].get_lines() if line.get_label().startswith("share")][0]
+    assert share.get_label().startswith("share with confidence >= 0.9")
+    assert list(share.get_ydata()) == [0.25]
+    fig = plot_pseudo_label_reliability([(10, sums)], str(tmp_path / "rel.png"), threshold=0.8)
+    share = [line for line in fig.axes[1].get_lines() if line.get_label().startswith("share")][0]
+    assert list(share.get_ydata()) == [1.0]
