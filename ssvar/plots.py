@@ -238,7 +238,8 @@ def plot_pseudo_label_reliability(
             for _, r in hist:
                 edges = np.linspace(0, 1, len(r["count"]) + 1)[:-1]
                 share.append(float(r["count"][torch.as_tensor(edges >= low - 1e-9)].sum() / r["count"].sum()))
-            ax2.plot(steps, share, "s--", color="#dd8452", label=f"share with confidence >= {low:g} (threshold's bin up)")
+            label = f"share with confidence >= {low:g} (threshold's bin up)"
+            ax2.plot(steps, share, "s--", color="#dd8452", label=label)
         ax2.legend(fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no pseudo-labels with known hidden labels", ha="center", va="center", transform=ax.transAxes)
