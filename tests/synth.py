@@ -5,11 +5,10 @@ from __future__ import annotations
 TINY = dict(num_classes=4, videos_per_class=6, video_frames=16, resolution=32)
 
 
-def tiny_datamodule(root: str, **overrides):
-    from ssvar.data import SyntheticActionsDataModule
-
+def tiny_data_args(root: str, **overrides) -> dict:
+    """The tiny set's ``SyntheticActionsDataModule`` arguments (also a config's ``data.init_args``)."""
     kw = dict(
-        root=root,
+        root=str(root),
         **TINY,
         labeled_per_class=1,
         test_fraction=0.34,
@@ -23,7 +22,25 @@ def tiny_datamodule(root: str, **overrides):
         test_crops=1,
     )
     kw.update(overrides)
-    return SyntheticActionsDataModule(**kw)
+    return kw
+
+
+def tiny_datamodule(root: str, **overrides):
+    from ssvar.data import SyntheticActionsDataModule
+
+    return SyntheticActionsDataModule(**tiny_data_args(root, **overrides))
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 import lightning as L  # noqa: E402
