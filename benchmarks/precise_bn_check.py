@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -52,8 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
     model, dm = cli.model, cli.datamodule
     state = torch.load(args.ckpt, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict(state)
+    # the test figures go to a scratch folder (without a logger they would land in the working directory)
+    scratch = tempfile.mkdtemp(prefix="precise_bn_check_")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=scratch)
 
     def evaluate() -> dict[str, float]:
         out = {}
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 

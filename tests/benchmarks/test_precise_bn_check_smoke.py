@@ -11,7 +11,7 @@ from synth import load_benchmark, tiny_data_args, tiny_datamodule, tiny_trainer
 pytest.importorskip("av")
 
 
-def test_precise_bn_check_on_a_fixmatch_checkpoint(tmp_path):
+def test_precise_bn_check_on_a_fixmatch_checkpoint(tmp_path, monkeypatch):
     from ssvar.methods import FixMatch
     from ssvar.models import Tiny3D
 
@@ -32,9 +32,12 @@ def test_precise_bn_check_on_a_fixmatch_checkpoint(tmp_path):
     }
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path / "synth")  # nothing may be written into the working directory
+    before = set((tmp_path / "synth").iterdir())
     check = load_benchmark("precise_bn_check")
     out = check.main(["--ckpt", str(ckpt), "--num-batches", "2", "--", "--config", str(cfg)])
     assert out["num_batches_used"] == 2
+    assert set((tmp_path / "synth").iterdir()) == before
     for part in ("as_trained", "precise_bn"):
         assert any(k.startswith("val/acc1") for k in out[part]) and any(k.startswith("test/acc1") for k in out[part])
     # as trained, the checkpoint's accuracies are the model's own (same weights, same statistics)
