@@ -33,7 +33,8 @@ def motion_mask(clips: torch.Tensor, fg_ratio: float) -> torch.Tensor:
     """A ``[B, 1, 1, H, W]`` 0/1 mask of the ``fg_ratio`` of pixels of each clip that move most.
 
     Motion of a pixel: its largest absolute deviation from the clip's temporal median over time,
-    averaged over channels. Ties at the threshold are all foreground.
+    averaged over channels, then averaged over a 5x5 window. Ties at the threshold are all
+    foreground.
     """
     if not 0.0 < fg_ratio <= 1.0:
         raise ValueError(f"fg_ratio must be in (0, 1], got {fg_ratio}")

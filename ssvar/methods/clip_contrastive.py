@@ -92,8 +92,9 @@ class ClipContrastive(SelfSupervisedPretraining):
             ``"weak"`` (crop + flip).
         proj_dim, proj_hidden_dim: projection MLP ``Linear-BN-ReLU-Linear-BN``.
         gather: gather the instance negatives across ranks.
-        foreground_merge: paste the anchor's foreground onto the next video's static background
-            (FAME). Off by default (the original objective); for static cameras.
+        foreground_merge: paste the anchor's foreground onto another video's static background
+            (FAME; the previous video of the per-device batch, which must hold at least 2 videos).
+            Off by default (the original objective); for static cameras.
         fg_ratio: the fraction of pixels that count as foreground (the ones that move most).
         **kwargs: :class:`SemiSupervisedModule` arguments (optimiser and schedule).
     """
