@@ -17,7 +17,13 @@ TimeBalance is a pipeline (research/methods.md section 4), so one row costs more
 
 The harness's JSON/Markdown/PNG come out under ``label_efficiency_<name>.*``; each stage-3
 record carries the wall time of the stages it used (``stage_costs``), and the Markdown lists
-them. Checkpoints of stages 1 and 2 are kept in ``runs/label_efficiency/<name>/stages`` and
+them. With ``--start CKPT`` (a self-supervised start such as ``pretrain_tiny3d_synthetic.yaml``'s
+checkpoint, so TimeBalance is compared with the other methods from the same start), stage 1 is
+not trained from random weights: the student init and the invariant teacher's stage 1 are the
+start itself (its objective is clip-level instance contrast), and the distinctive teacher's stage 1
+continues from the start with the temporal losses only (``--pretrain-steps``), so the two teachers
+still differ in what their pretraining rewarded (our choice; the paper pretrains each from scratch
+for 400 epochs). Checkpoints of stages 1 and 2 are kept in ``runs/label_efficiency/<name>/stages`` and
 reused when present (an interrupted benchmark resumes).
 
     python benchmarks/timebalance_label_efficiency.py --name synthetic_timebalance \\
@@ -65,8 +71,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run of every stage"
     )
-    p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override for the stage-1 runs only, e.g. data.init_args.crop_size=32 (cheaper pretraining)")
+    p.add_argument(
+        "--pretrain-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for the stage-1 runs only, e.g. data.init_args.crop_size=32 (cheaper pretraining)",
+    )
+    p.add_argument(
+        "--start",
+        default=None,
+        metavar="CKPT",
+        help="a self-supervised start: student init and invariant stage 1 = CKPT, distinctive stage 1 "
+        "continues from it (see the module docstring)",
+    )
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -109,10 +127,17 @@ def main(argv=None) -> dict:
     def stage(key: str, method_config: Path, seed: int, k: int, steps: int, sets: list[str]) -> str:
         ckpt = stages_dir / f"{key}.ckpt"
         if not ckpt.exists():
-            spec = {"config": LE._rel(args.config), "method_config": LE._rel(method_config),
-                    "config_path": str(base.resolve()), "method_config_path": str(method_config), "seed": seed,
-                    "labels_per_class": k, "max_steps": steps, "sets": list(args.set) + sets,
-                    "run_dir": str(stages_dir / key)}
+            spec = {
+                "config": LE._rel(args.config),
+                "method_config": LE._rel(method_config),
+                "config_path": str(base.resolve()),
+                "method_config_path": str(method_config),
+                "seed": seed,
+                "labels_per_class": k,
+                "max_steps": steps,
+                "sets": list(args.set) + sets,
+                "run_dir": str(stages_dir / key),
+            }
             costs[key] = fit_and_save(spec, ckpt)
             costs_path.write_text(json.dumps(costs, indent=1))
             print(f"{key}: {costs[key]:.0f} s", flush=True)
@@ -121,8 +146,14 @@ def main(argv=None) -> dict:
     json_path = out_dir / f"label_efficiency_{args.name}.json"
     data = json.loads(json_path.read_text()) if json_path.exists() else {"name": args.name, "runs": []}
     # Paths do not enter the settings id; the stage lengths do.
-    stage_sets = [f"pretrain_steps={args.pretrain_steps}", f"finetune_steps={args.finetune_steps}",
-                  f"pretrain_per_seed={args.pretrain_per_seed}", *(f"pretrain:{s}" for s in args.pretrain_set)]
+    stage_sets = [
+        f"pretrain_steps={args.pretrain_steps}",
+        f"finetune_steps={args.finetune_steps}",
+        f"pretrain_per_seed={args.pretrain_per_seed}",
+        *(f"pretrain:{s}" for s in args.pretrain_set),
+    ]
+    if args.start:
+        stage_sets.append("stage1_from_start=true")
     sid = LE._settings_id(str(base), str(DISTILL), args.max_steps, list(args.set) + stage_sets)
     plan_keys = set()
     for k in args.labels_per_class:
@@ -130,8 +161,12 @@ def main(argv=None) -> dict:
             pseed = seed if args.pretrain_per_seed else args.pretrain_seed
             pre = {}
             for v, (ic, ll, gl) in VARIANTS.items():
+                if args.start and v in ("inv", "tclr"):
+                    pre[v] = args.start
+                    continue
+                from_start = [f"model.init_args.init_backbone_from={args.start}"] if args.start else []
                 pre[v] = stage(
-                    f"pretrain_{v}_s{pseed}",
+                    f"pretrain_{v}_s{pseed}" + ("_from_start" if args.start else ""),
                     PRETRAIN,
                     pseed,
                     args.labels_per_class[0],
@@ -142,10 +177,20 @@ def main(argv=None) -> dict:
                         f"model.init_args.instance_weight={ic}",
                         f"model.init_args.local_local_weight={ll}",
                         f"model.init_args.global_local_weight={gl}",
+                        *from_start,
                     ],
                 )
-            ft = {v: stage(f"finetune_{v}_k{k}_s{seed}", FINETUNE, seed, k, args.finetune_steps,
-                           [f"model.init_args.init_backbone_from={pre[v]}"]) for v in ("inv", "dist")}
+            ft = {
+                v: stage(
+                    f"finetune_{v}_k{k}_s{seed}",
+                    FINETUNE,
+                    seed,
+                    k,
+                    args.finetune_steps,
+                    [f"model.init_args.init_backbone_from={pre[v]}"],
+                )
+                for v in ("inv", "dist")
+            }
             key = ("timebalance", k, seed, sid)
             plan_keys.add(key)
             if key in {LE._run_key(r) for r in data["runs"]}:
@@ -170,9 +215,11 @@ def main(argv=None) -> dict:
                 "run_dir": str(runs_dir / f"timebalance_k{k}_s{seed}"),
             }
             rec = LE.run_one(spec)
-            used = [f"pretrain_{v}_s{pseed}" for v in VARIANTS] + [
-                f"finetune_{v}_k{k}_s{seed}" for v in ("inv", "dist")
-            ]
+            used = [
+                f"pretrain_{v}_s{pseed}" + ("_from_start" if args.start else "")
+                for v in VARIANTS
+                if not (args.start and v in ("inv", "tclr"))
+            ] + [f"finetune_{v}_k{k}_s{seed}" for v in ("inv", "dist")]
             rec["stage_costs"] = {u: costs.get(u) for u in used}
             rec["stage_settings"] = stage_sets
             data["runs"] = [r for r in data["runs"] if LE._run_key(r) != key] + [rec]
@@ -180,8 +227,11 @@ def main(argv=None) -> dict:
             cmd = LE._command(argv).replace("label_efficiency.py", Path(__file__).name, 1)
             if cmd not in data["commands"]:
                 data["commands"].append(cmd)
-            data.update(config=LE._rel(args.config), sets=list(args.set),
-                        method_configs={"timebalance": LE._rel(DISTILL) + " + stages: " + ", ".join(stage_sets)})
+            data.update(
+                config=LE._rel(args.config),
+                sets=list(args.set),
+                method_configs={"timebalance": LE._rel(DISTILL) + " + stages: " + ", ".join(stage_sets)},
+            )
             data["machine"] = LE._machine()
             data.setdefault("loadavg", LE._loadavg())
             json_path.write_text(json.dumps(data, indent=1))
