@@ -38,10 +38,16 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 
 @dataclass(frozen=True)
 class Protocol:
-    """One column group of the README table: a title and the results file that holds its runs."""
+    """One column group of the README table: a title and the results files that hold its runs
+    (one harness command per file: the methods, TimeBalance's pipeline, SVFormer's own start)."""
 
     title: str
     file: str  # in benchmarks/results/
+    more_files: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.file, *self.more_files)
 
 
 # The README's protocols, in column order (RESULTS.md says how each was run).
@@ -62,6 +68,10 @@ METHOD_NAMES = {
     "timebalance": "TimeBalance",
     "acl_mtl": "ACL+MTL",
 }
+# A method whose backbone cannot start from the protocol's start is compared with Supervised on its
+# own backbone and start (same file): SVFormer needs a token backbone, so it starts from a
+# TimeSformer pretrained the same way, and Supervised runs that TimeSformer at SVFormer's lr.
+COMPARE_WITH = {"svformer": "supervised_vit_lr0005"}
 
 
 def load_runs(pattern: str) -> tuple[list[dict], list[str]]:
@@ -183,12 +193,20 @@ def build_table(runs: list[dict], files: list[str]) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
-# Model overrides that say where a run starts, not which method config it runs.
-_START = ("model.init_args.init_backbone_from=",)
+# Model overrides that say where a run starts (TimeBalance: its stage-2 teachers), not which
+# method config it runs.
+_START = (
+    "model.init_args.init_backbone_from=",
+    "model.init_args.invariant_teacher=",
+    "model.init_args.distinctive_teacher=",
+)
 
 
 def _shipped(r: dict) -> bool:
-    """A run of a shipped method config, unmodified (no model overrides but its start)."""
+    """A run of a shipped method config (or of a method's own comparison, ``COMPARE_WITH``),
+    unmodified (no model overrides but its start)."""
+    if r["method"] in COMPARE_WITH.values():
+        return True  # its backbone and lr overrides are what it is: named in the note
     return r["method"] in METHOD_NAMES and not any(
         s.startswith("model.") and not s.startswith(_START) for s in r.get("sets", [])
     )
@@ -200,15 +218,16 @@ def build_compact(protocols=PROTOCOLS, results_dir: Path = RESULTS_DIR) -> str:
     cells: dict[tuple[str, Protocol, int], dict[int, float]] = {}
     missing, used = [], []
     for proto in protocols:
-        path = Path(results_dir) / proto.file
-        if not path.exists():
+        runs = []
+        for name in proto.files:
+            path = Path(results_dir) / name
+            if path.exists():
+                found = [r for r in json.loads(path.read_text(encoding="utf-8")).get("runs", []) if _shipped(r)]
+                runs += found
+                used += [path] if found else []
+        if not any(r["method"] in METHOD_NAMES for r in runs):
             missing.append(proto.title)
             continue
-        runs = [r for r in json.loads(path.read_text(encoding="utf-8")).get("runs", []) if _shipped(r)]
-        if not runs:
-            missing.append(proto.title)
-            continue
-        used.append(path)
         for k in sorted({r["labels_per_class"] for r in runs}):
             columns.append((proto, k))
         for r in runs:
@@ -223,11 +242,12 @@ def build_compact(protocols=PROTOCOLS, results_dir: Path = RESULTS_DIR) -> str:
             return "–"
         v = list(by_seed.values())
         text = f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
-        base = cells.get(("supervised", proto, k), {})
+        base = cells.get((COMPARE_WITH.get(method, "supervised"), proto, k), {})
         if method != "supervised":
             common = [s for s in by_seed if s in base]
             won = sum(by_seed[s] > base[s] for s in common)
-            text += f" (won {won}/{len(common)})" if common else f" (n={len(v)})"
+            mark = "*" if method in COMPARE_WITH else ""
+            text += f" (won {won}/{len(common)}{mark})" if common else f" (n={len(v)})"
         else:
             text += f" (n={len(v)})"
         return text
@@ -247,6 +267,11 @@ def build_compact(protocols=PROTOCOLS, results_dir: Path = RESULTS_DIR) -> str:
         + ", ".join(f"`{os.path.relpath(f, REPO)}`" for f in used)
         + "."
     )
+    if any(m in COMPARE_WITH for m in rows):
+        note += (
+            " *: against Supervised on the same TimeSformer backbone, start and learning rate "
+            "(SVFormer needs a token backbone, so it cannot start from the 3D-CNN's checkpoint)."
+        )
     if missing:
         note += " Not run yet: " + "; ".join(missing) + "."
     return "\n".join(lines) + "\n\n" + note

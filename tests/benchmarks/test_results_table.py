@@ -101,3 +101,28 @@ def test_columns_that_differ_only_in_overrides_are_told_apart_in_the_header():
         "| run | method | SyntheticActions 2/class, 150 steps, `lr=0.02` | SyntheticActions 2/class, 200 steps | "
         "SyntheticActions 2/class, 200 steps, `randaugment_exclude=[Solarize]` |"
     )
+
+
+def test_compact_table_reads_a_protocols_several_files_and_compares_svformer_on_its_own_backbone(tmp_path):
+    start = ["model.init_args.init_backbone_from=runs/pre/last.ckpt"]
+    vit_start = ["model.init_args.init_backbone_from=runs/pre_vit/last.ckpt"]
+    teachers = start + ["model.init_args.invariant_teacher=a.ckpt", "model.init_args.distinctive_teacher=b.ckpt"]
+    files = {
+        "main.json": [dict(_run("supervised", "Supervised", 4, s, a), sets=start) for s, a in ((0, 0.6), (1, 0.7))],
+        # TimeBalance's stage-2 teachers are where it starts, not a variant of its config
+        "tb.json": [dict(_run("timebalance", "TimeBalance", 4, s, a), sets=teachers) for s, a in ((0, 0.65), (1, 0.6))],
+        "vit.json": [
+            dict(_run("supervised_vit_lr0005", "Supervised", 4, 0, 0.3), sets=vit_start + ["model.init_args.lr=0.005"]),
+            dict(_run("supervised_vit_lr0005", "Supervised", 4, 1, 0.5), sets=vit_start + ["model.init_args.lr=0.005"]),
+            dict(_run("svformer", "SVFormer", 4, 0, 0.4), sets=vit_start),
+            dict(_run("svformer", "SVFormer", 4, 1, 0.45), sets=vit_start),
+        ],
+    }
+    for name, runs in files.items():
+        (tmp_path / name).write_text(json.dumps({"runs": runs}))
+    table = rt.build_compact((rt.Protocol("Start", "main.json", ("tb.json", "vit.json", "absent.json")),), tmp_path)
+    assert "| TimeBalance | `methods/timebalance.yaml` | 62.5 ± 3.5 (won 1/2) |" in table
+    # 0.40 > 0.30 and 0.45 < 0.50 against the TimeSformer baseline (against the 3D-CNN: 0 of 2)
+    assert "| SVFormer | `methods/svformer.yaml` | 42.5 ± 3.5 (won 1/2*) |" in table
+    assert "supervised_vit" not in table.split("\n\n")[0]  # the baseline is not a row of its own
+    assert "*: against Supervised on the same TimeSformer backbone" in table
