@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synth import TINY
+from synth import tiny_data_args
 
 pytest.importorskip("av")
 pytest.importorskip("matplotlib")
@@ -33,19 +33,8 @@ def test_timebalance_from_a_start(tmp_path, monkeypatch):
     torch.manual_seed(0)
     start = Tiny3D(width=16)
     torch.save({f"backbone.{k}": v for k, v in start.state_dict().items()}, tmp_path / "start.pt")
-    kw = dict(
-        TINY,
-        root=tmp_path / "data",
-        test_fraction=0.34,
-        batch_size=2,
-        num_workers=0,
-        num_frames=4,
-        stride=2,
-        crop_size=24,
-        short_side=28,
-        test_clips=2,
-        test_crops=1,
-    )
+    kw = tiny_data_args(tmp_path / "data")
+    kw.pop("labeled_per_class")  # the harness sets it
     sets = [a for k, v in kw.items() for a in ("--set", f"data.init_args.{k}={v}")]
     argv = [
         "--name",
