@@ -332,10 +332,15 @@ def run_one(spec: dict) -> dict:
         sys.argv = argv
     stats = _train_stats_callback()
     cli.trainer.callbacks.append(stats)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    diverged = None
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    except FloatingPointError as e:  # stop_on_nonfinite_loss: a diverged run is a result, recorded as such
+        diverged = str(e)
+        print(f"{spec['method']} k={spec['labels_per_class']} seed={spec['seed']} diverged: {e}", flush=True)
     t_fit = time.perf_counter() - t0
     steps = int(cli.trainer.global_step)
-    if steps != spec["max_steps"]:
+    if steps != spec["max_steps"] and diverged is None:
         raise RuntimeError(f"{spec['method']} ran {steps} steps, not {spec['max_steps']}")
     val = {}
     if not cli.datamodule.val_is_test:
@@ -360,6 +365,7 @@ def run_one(spec: dict) -> dict:
         test_s=round(t_test, 2),
         wall_s=round(t_fit + t_test, 2),
         log_dir=_rel(spec["run_dir"]),
+        **({"diverged": diverged} if diverged else {}),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     for m in METRICS:
@@ -514,6 +520,12 @@ def render_markdown(data: dict, png_name: str | None) -> str:
             by_seed = {s: (slot["acc1"][i], slot["mean_class_acc"][i]) for i, s in enumerate(slot["seeds"])}
             cells = [f"{100 * by_seed[s][0]:.1f} / {100 * by_seed[s][1]:.1f}" if s in by_seed else "–" for s in seeds]
             lines.append(f"| {names[meth]} | {k} | " + " | ".join(cells) + " |")
+    diverged = [r for r in runs if r.get("diverged")]
+    if diverged:
+        head = "Diverged (stopped at a non-finite training loss; their final weights were tested as they were):"
+        lines += ["", head, ""]
+        lines += [f"- {r['method']}, {r['labels_per_class']}/class, seed {r['seed']}: {r['diverged']}"
+                  for r in diverged]
     # Pseudo-label diagnostics (mean over seeds of the last-quarter means).
     diag_keys = ["pl_mask_rate", "pl_acc", "pl_acc_confident", "acc1_labeled"]
     rows = []

@@ -79,6 +79,11 @@ class VideoModule(L.LightningModule):
             missing, unexpected or mis-shaped key is an error naming the file.
         init_backbone_prefix: key prefix of the backbone in that file (``"backbone."`` for every
             ssvar method, pretraining included).
+        stop_on_nonfinite_loss: stop training with a ``FloatingPointError`` naming the step and
+            the non-finite loss terms when the training loss is NaN or infinite. Checked at the
+            logging steps only (``log_every_n_steps``), where the value is read for the logs
+            anyway, and decided jointly by all DDP ranks. ``False``: train on (the run's weights
+            are then NaN and its accuracy is chance).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class VideoModule(L.LightningModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         init_backbone_from: str | None = None,
         init_backbone_prefix: str = "backbone.",
+        stop_on_nonfinite_loss: bool = True,
     ):
         super().__init__()
         if num_classes < 2:
@@ -183,6 +189,7 @@ class VideoModule(L.LightningModule):
     def _log_train(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], bs: int) -> None:
         """The logs every training step writes: each term, the total, the learning rate(s),
         decode failures and the EMA decay."""
+        self._check_finite(loss, losses)
         for k, v in losses.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -196,6 +203,25 @@ class VideoModule(L.LightningModule):
         teachers = self.teachers()
         if teachers:
             self.log("train/ema_decay", teachers[0][0].last_decay, batch_size=bs)
+
+    def _check_finite(self, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        """Stop a diverged run (``stop_on_nonfinite_loss``) instead of training NaN weights for
+        hours and reporting chance accuracy. Only at logging steps: no extra sync per step."""
+        if not self.hparams.get("stop_on_nonfinite_loss", True):
+            return
+        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1) or 1))
+        if self.global_step % every:
+            return
+        finite = bool(torch.isfinite(loss.detach()).all())
+        # Every rank reaches this step: decide together, so no rank waits on one that stopped.
+        if self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all())]
+        raise FloatingPointError(
+            f"{type(self).__name__}: non-finite training loss at step {self.global_step} "
+            f"(loss {loss.detach().float().mean().item()}; non-finite terms on this rank: {bad or 'none'}). "
+            "Lower the learning rate or a loss weight, or set stop_on_nonfinite_loss: false to train on."
+        )
 
     # -- weights from a previous stage ------------------------------------------------------
     def load_initial_weights(self) -> None:

@@ -97,3 +97,22 @@ def test_init_backbone_from_is_a_setting_of_every_run(tmp_path):
     ckpt.write_bytes(b"x")
     args = bench.parse_args([*base, "--init-backbone-from", str(ckpt)])
     assert f"model.init_args.init_backbone_from={ckpt}" in args.set  # part of every run's settings id
+
+
+def test_a_diverged_run_is_recorded_as_diverged(tmp_path):
+    bench = _load()
+    argv = [
+        "--name", "tiny_diverged",
+        "--config", str(REPO / "examples" / "configs" / "demo.yaml"),
+        "--methods", f"sup_huge_lr={METHODS / 'supervised.yaml'}",
+        "--method-set", "sup_huge_lr:model.init_args.lr=1e30",  # overflows within a few steps
+        "--labels-per-class", "1", "--seeds", "0", "--max-steps", "4",
+        "--out-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), "--no-progress",
+        *_tiny_sets(tmp_path / "data"),
+        "--set", "trainer.log_every_n_steps=1",
+    ]
+    outs = bench.main(argv)
+    (run,) = json.loads(outs["json"].read_text())["runs"]
+    assert "non-finite training loss at step" in run["diverged"]
+    assert run["steps"] < 4  # stopped, not trained on NaN weights to the end
+    assert "Diverged (stopped at a non-finite training loss" in outs["md"].read_text()

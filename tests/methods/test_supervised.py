@@ -140,3 +140,30 @@ def test_metrics_are_not_merged_by_torchmetrics_compute_groups():
     out = metrics.compute()
     assert torch.isclose(out["mean_class_acc"], per_class.mean(), atol=1e-6)
     assert not torch.isclose(out["mean_class_acc"], out["acc5"])
+
+
+class _DivergesAtStep2(Supervised):
+    """Supervised whose loss turns NaN from step 2 on (a diverged run, made deterministic)."""
+
+    def train_step(self, labeled, unlabeled):
+        out = super().train_step(labeled, unlabeled)
+        if self.global_step >= 2:
+            out.losses["supervised"] = out.losses["supervised"] * float("nan")
+        return out
+
+
+def test_a_diverged_run_stops_at_the_next_logging_step_and_says_why(tmp_path, synth_root):
+    L.seed_everything(0)
+    dm = tiny_datamodule(synth_root)
+    model = _DivergesAtStep2(Tiny3D(width=4), num_classes=dm.num_classes, lr=0.01)
+    trainer = _trainer(tmp_path, max_steps=8, log_every_n_steps=3)
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss at step 3 .*\['supervised'\]"):
+        trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 3  # steps 2 (not a logging step) and 3, no further
+
+    # Switched off, the same run trains on to the end (and says nothing).
+    L.seed_everything(0)
+    model = _DivergesAtStep2(Tiny3D(width=4), num_classes=dm.num_classes, lr=0.01, stop_on_nonfinite_loss=False)
+    trainer = _trainer(tmp_path / "on", max_steps=8, log_every_n_steps=3)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 8
