@@ -39,7 +39,7 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 @dataclass(frozen=True)
 class Protocol:
     """One column group of the README table: a title and the results files that hold its runs
-    (one harness command per file: the methods, TimeBalance's pipeline, SVFormer's own start)."""
+    (one harness command per file: the methods, TimeBalance's pipeline, SVFormer on its own backbone)."""
 
     title: str
     file: str  # in benchmarks/results/
@@ -53,7 +53,19 @@ class Protocol:
 # The README's protocols, in column order (RESULTS.md says how each was run).
 PROTOCOLS = (
     Protocol("SyntheticActions, from scratch, 2000 steps", "label_efficiency_synthetic_scratch_2000.json"),
-    Protocol("SyntheticActions, self-supervised start, 500 steps", "label_efficiency_synthetic_pretrained.json"),
+    Protocol("SyntheticActions, self-supervised start 1, 500 steps", "label_efficiency_synthetic_pretrained.json"),
+    Protocol(
+        "SyntheticActions, self-supervised start 2, 500 steps",
+        "label_efficiency_synthetic_from_start.json",
+        (
+            "label_efficiency_synthetic_from_start_methods.json",
+            "label_efficiency_synthetic_from_start_methods_s1b.json",
+            "label_efficiency_synthetic_from_start_methods_s2.json",
+            "label_efficiency_synthetic_from_start_timebalance.json",
+            "label_efficiency_synthetic_svformer_k4_500.json",
+            "label_efficiency_synthetic_svformer_k4_500_s2.json",
+        ),
+    ),
     Protocol("surv_fight, self-supervised start", "label_efficiency_surv_fight_evidence.json"),
 )
 # Row order and names of the shipped method configs.
@@ -69,8 +81,8 @@ METHOD_NAMES = {
     "acl_mtl": "ACL+MTL",
 }
 # A method whose backbone cannot start from the protocol's start is compared with Supervised on its
-# own backbone and start (same file): SVFormer needs a token backbone, so it starts from a
-# TimeSformer pretrained the same way, and Supervised runs that TimeSformer at SVFormer's lr.
+# own backbone (same file): SVFormer needs a token backbone, so it and Supervised on the same
+# TimeSformer at SVFormer's lr start from random weights.
 COMPARE_WITH = {"svformer": "supervised_vit_lr0005"}
 
 
@@ -269,8 +281,8 @@ def build_compact(protocols=PROTOCOLS, results_dir: Path = RESULTS_DIR) -> str:
     )
     if any(m in COMPARE_WITH for m in rows):
         note += (
-            " *: against Supervised on the same TimeSformer backbone, start and learning rate "
-            "(SVFormer needs a token backbone, so it cannot start from the 3D-CNN's checkpoint)."
+            " *: against Supervised on the same TimeSformer backbone and learning rate, both from random "
+            "weights (SVFormer needs a token backbone, so it cannot start from the 3D-CNN's checkpoint)."
         )
     if missing:
         note += " Not run yet: " + "; ".join(missing) + "."

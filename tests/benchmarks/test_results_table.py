@@ -125,4 +125,4 @@ def test_compact_table_reads_a_protocols_several_files_and_compares_svformer_on_
     # 0.40 > 0.30 and 0.45 < 0.50 against the TimeSformer baseline (against the 3D-CNN: 0 of 2)
     assert "| SVFormer | `methods/svformer.yaml` | 42.5 ± 3.5 (won 1/2*) |" in table
     assert "supervised_vit" not in table.split("\n\n")[0]  # the baseline is not a row of its own
-    assert "*: against Supervised on the same TimeSformer backbone" in table
+    assert "*: against Supervised on the same TimeSformer backbone and learning rate" in table
