@@ -53,7 +53,8 @@ class Protocol:
 # The README's protocols, in column order (RESULTS.md says how each was run).
 PROTOCOLS = (
     Protocol("SyntheticActions, from scratch, 2000 steps", "label_efficiency_synthetic_scratch_2000.json"),
-    Protocol("SyntheticActions, self-supervised start 1, 500 steps", "label_efficiency_synthetic_pretrained.json"),
+    # Start 1 (session 6, label_efficiency_synthetic_pretrained.json) ran from a tree with uncommitted
+    # changes: its rows live in RESULTS.md only until they are re-run from a commit.
     Protocol(
         "SyntheticActions, self-supervised start 2, 500 steps",
         "label_efficiency_synthetic_from_start.json",
