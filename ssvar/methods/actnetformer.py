@@ -32,6 +32,7 @@ from ssvar.components.co_training import CrossPseudoLabeler, forward_parts
 from ssvar.components.contrastive import PairedContrastive
 from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.schedules import WeightSchedule
+from ssvar.components.weights import load_weights
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
@@ -65,6 +66,9 @@ class ActNetFormer(SemiSupervisedModule):
             one", factor not given; our choice 2, e.g. 8x8 clips for Z, 8x4 for A).
         aux_num_frames: A's clip length (``None``: the data module's ``num_frames``).
         aux_dropout: dropout before A's linear head (``None``: ``dropout``).
+        init_aux_backbone_from: a checkpoint of A's backbone architecture (e.g. a ClipContrastive
+            pretraining run of it) to start A from; ``init_backbone_from`` starts only Z. From a
+            start for F alone, A's pseudo-labels come from random weights (benchmarks/RESULTS.md).
         pseudo_labeler: full control of the pseudo-labels (both directions).
         unsup_warmup_steps: iterations before ``L_u`` starts (paper: none); a float in (0, 1) is
             a fraction of the total.
@@ -93,6 +97,7 @@ class ActNetFormer(SemiSupervisedModule):
         aux_stride_divisor: int = 2,
         aux_num_frames: int | None = None,
         aux_dropout: float | None = None,
+        init_aux_backbone_from: str | None = None,
         pseudo_labeler: PseudoLabeler | None = None,
         unsup_warmup_steps: float = 0,
         momentum: float = 0.9,
@@ -118,6 +123,7 @@ class ActNetFormer(SemiSupervisedModule):
         if aux_lr is not None and aux_lr <= 0:
             raise ValueError(f"aux_lr must be > 0, got {aux_lr}")
         self.aux_backbone = aux_backbone
+        self.init_aux_backbone_from = init_aux_backbone_from
         drop = self.hparams.dropout if aux_dropout is None else aux_dropout
         self.aux_head = ClassifierHead(aux_backbone.feature_dim, num_classes, drop)
         self.cross_pl = CrossPseudoLabeler(threshold, pseudo_labeler)
@@ -137,6 +143,11 @@ class ActNetFormer(SemiSupervisedModule):
         self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
 
     # -- data: two frame rates from one decode ---------------------------------------------
+    def load_initial_weights(self) -> None:
+        super().load_initial_weights()  # the primary model, from init_backbone_from
+        if self.init_aux_backbone_from:
+            load_weights(self.aux_backbone, self.init_aux_backbone_from, "backbone.")
+
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         # A's clips: same centre and crop as Z's (same_as), higher frame rate; decoded in the same pass.
         fast = dict(stride_divisor=self.aux_stride_divisor, num_frames=self.aux_num_frames)

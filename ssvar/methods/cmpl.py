@@ -29,6 +29,7 @@ from torch import nn
 from ssvar.components.co_training import CrossPseudoLabeler, forward_parts
 from ssvar.components.pseudo_label import PseudoLabeler
 from ssvar.components.schedules import WeightSchedule
+from ssvar.components.weights import load_weights
 from ssvar.data.dataset import ViewSpec
 from ssvar.methods.base import SemiSupervisedModule
 from ssvar.methods.step import LabeledViews, Network, StepOutput, UnlabeledViews
@@ -53,6 +54,9 @@ class CMPL(SemiSupervisedModule):
         lambda_u: weight of ``L_u^F + L_u^A``.
         aux_lr: peak learning rate of A's parameter group (``None``: ``lr``).
         aux_dropout: dropout before A's linear head (``None``: ``dropout``).
+        init_aux_backbone_from: a checkpoint of A's backbone architecture (e.g. a ClipContrastive
+            pretraining run of it) to start A from; ``init_backbone_from`` starts only F. From a
+            start for F alone, A's pseudo-labels come from random weights (benchmarks/RESULTS.md).
         pseudo_labeler: full control of the pseudo-labels (both directions).
         unsup_warmup_steps: iterations before ``L_u`` starts; a float in (0, 1) is a fraction of
             the total.
@@ -69,6 +73,7 @@ class CMPL(SemiSupervisedModule):
         lambda_u: float = 2.0,
         aux_lr: float | None = None,
         aux_dropout: float | None = None,
+        init_aux_backbone_from: str | None = None,
         pseudo_labeler: PseudoLabeler | None = None,
         unsup_warmup_steps: float = 0,
         momentum: float = 0.9,
@@ -89,12 +94,18 @@ class CMPL(SemiSupervisedModule):
         if aux_lr is not None and aux_lr <= 0:
             raise ValueError(f"aux_lr must be > 0, got {aux_lr}")
         self.aux_backbone = aux_backbone
+        self.init_aux_backbone_from = init_aux_backbone_from
         drop = self.hparams.dropout if aux_dropout is None else aux_dropout
         self.aux_head = ClassifierHead(aux_backbone.feature_dim, num_classes, drop)
         self.cross_pl = CrossPseudoLabeler(threshold, pseudo_labeler)
         self.lambda_u = lambda_u
         self.aux_lr = aux_lr
         self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
+
+    def load_initial_weights(self) -> None:
+        super().load_initial_weights()  # the primary model, from init_backbone_from
+        if self.init_aux_backbone_from:
+            load_weights(self.aux_backbone, self.init_aux_backbone_from, "backbone.")
 
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         return {

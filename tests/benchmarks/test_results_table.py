@@ -126,3 +126,24 @@ def test_compact_table_reads_a_protocols_several_files_and_compares_svformer_on_
     assert "| SVFormer | `methods/svformer.yaml` | 42.5 ± 3.5 (won 1/2*) |" in table
     assert "supervised_vit" not in table.split("\n\n")[0]  # the baseline is not a row of its own
     assert "*: against Supervised on the same TimeSformer backbone and learning rate" in table
+
+
+def test_figure_shows_the_methods_run_at_every_label_count(tmp_path):
+    # Supervised and FixMatch at 2 and 4/class; CMPL only at 4: it has no curve, so it is left out.
+    runs = [_run(m, c, k, s, 0.1 * k + 0.01 * s) for m, c in (("supervised", "Supervised"), ("fixmatch", "FixMatch"))
+            for k in (2, 4) for s in (0, 1)]
+    runs += [_run("cmpl", "CMPL", 4, 0, 0.3)]
+    for r in runs:
+        r.update(mean_class_acc=r["acc1"], wall_s=1.0, steps=200)
+    (tmp_path / "a.json").write_text(json.dumps({"runs": runs[:4]}))
+    (tmp_path / "b.json").write_text(json.dumps({"runs": runs[4:]}))
+    proto = rt.Protocol("toy protocol", "a.json", ("b.json", "missing.json"))
+    out = tmp_path / "fig.png"
+    assert rt.write_figure(out, proto, tmp_path) == ["supervised", "fixmatch"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    # a protocol where no method has every label count says so instead of drawing an empty plot
+    (tmp_path / "c.json").write_text(json.dumps({"runs": [runs[0], runs[-1]]}))
+    import pytest
+
+    with pytest.raises(SystemExit, match="every label count"):
+        rt.write_figure(tmp_path / "none.png", rt.Protocol("t", "c.json"), tmp_path)
