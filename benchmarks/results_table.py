@@ -73,7 +73,7 @@ PROTOCOLS = (
     # No start beat random features on surv_fight's validation probe (RESULTS.md), so the
     # start chosen on validation there is none: its runs start from random weights.
     Protocol(
-        "surv_fight, from scratch (no start beat random features), 300 steps",
+        "surv_fight, from scratch, 300 steps",
         "label_efficiency_surv_fight_evidence.json",
         ("label_efficiency_surv_fight_evidence_s1.json", "label_efficiency_surv_fight_evidence_s2.json"),
     ),
