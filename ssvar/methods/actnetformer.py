@@ -68,7 +68,7 @@ class ActNetFormer(SemiSupervisedModule):
         aux_dropout: dropout before A's linear head (``None``: ``dropout``).
         init_aux_backbone_from: a checkpoint of A's backbone architecture (e.g. a ClipContrastive
             pretraining run of it) to start A from; ``init_backbone_from`` starts only Z. From a
-            start for F alone, A's pseudo-labels come from random weights (benchmarks/RESULTS.md).
+            start for Z alone, A's pseudo-labels come from random weights (benchmarks/RESULTS.md).
         pseudo_labeler: full control of the pseudo-labels (both directions).
         unsup_warmup_steps: iterations before ``L_u`` starts (paper: none); a float in (0, 1) is
             a fraction of the total.
@@ -142,12 +142,12 @@ class ActNetFormer(SemiSupervisedModule):
         self.aux_stride_divisor, self.aux_num_frames = aux_stride_divisor, aux_num_frames
         self.unsup_schedule = WeightSchedule(start=unsup_warmup_steps)
 
-    # -- data: two frame rates from one decode ---------------------------------------------
     def load_initial_weights(self) -> None:
         super().load_initial_weights()  # the primary model, from init_backbone_from
         if self.init_aux_backbone_from:
             load_weights(self.aux_backbone, self.init_aux_backbone_from, "backbone.")
 
+    # -- data: two frame rates from one decode ---------------------------------------------
     def views(self) -> dict[str, dict[str, ViewSpec]]:
         # A's clips: same centre and crop as Z's (same_as), higher frame rate; decoded in the same pass.
         fast = dict(stride_divisor=self.aux_stride_divisor, num_frames=self.aux_num_frames)

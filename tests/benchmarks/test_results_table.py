@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("results_table", REPO / "benchmarks" / "results_table.py")
 rt = importlib.util.module_from_spec(spec)
@@ -143,7 +145,5 @@ def test_figure_shows_the_methods_run_at_every_label_count(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     # a protocol where no method has every label count says so instead of drawing an empty plot
     (tmp_path / "c.json").write_text(json.dumps({"runs": [runs[0], runs[-1]]}))
-    import pytest
-
     with pytest.raises(SystemExit, match="every label count"):
         rt.write_figure(tmp_path / "none.png", rt.Protocol("t", "c.json"), tmp_path)
